@@ -1,0 +1,66 @@
+/* State shared by the files of the MPI transport. */
+#ifndef MLCOMM_BACKENDS_MPI_INTERNAL_H
+#define MLCOMM_BACKENDS_MPI_INTERNAL_H
+
+#include "backends/transport.h"
+
+/* A message found by a probe (or refused for being too large) and not yet received:
+ * the MPI_Message keeps it out of every other match until it is. */
+struct mpi_held {
+  MPI_Message msg;
+  int source, tag;
+  size_t bytes;
+  struct mpi_held *next;
+};
+
+struct mpi_recv; /* a pending receive, see p2p.c */
+
+struct mpi_state {
+  struct mlcomm_comm *comm;
+  bool cuda_aware;
+  int ring_cvar;                /* MPI_T index of libnbc's iallreduce algorithm, or -1 */
+  MPI_T_cvar_handle ring_handle;
+  struct mpi_held *held;        /* in arrival order */
+  struct mpi_recv *recvs;       /* unmatched receives, in posting order */
+};
+
+/* Per-call state. */
+struct mpi_op {
+  MPI_Request req;
+  size_t next_elem;        /* chunked calls: first element of the next chunk */
+  size_t chunk_elems;
+  void *tmp;               /* in-place reduce-scatter result */
+  const void *send;        /* the host buffers MPI uses (staged or the user's) */
+  void *recv;
+  void *stage_send, *stage_recv; /* pinned host copies of device buffers */
+  struct mpi_recv *recv_entry;
+  bool started;
+};
+
+/* datatypes.c */
+mlcommResult_t mpi_types_init(struct mlcomm_comm *comm);
+MPI_Datatype mpi_type(mlcommDataType_t dtype);
+/* The MPI op for redop on dtype; avg maps to sum (*finish_avg set). */
+MPI_Op mpi_op(mlcommDataType_t dtype, mlcommRedOp_t redop, bool *finish_avg);
+
+/* collectives.c */
+mlcommResult_t mpi_coll_start(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo);
+mlcommResult_t mpi_coll_progress(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo,
+                                 bool *done);
+
+/* p2p.c */
+mlcommResult_t mpi_p2p_start(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo);
+mlcommResult_t mpi_p2p_progress(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo,
+                                bool *done);
+void mpi_p2p_release(struct mpi_state *st, struct mpi_op *mo, bool aborting);
+mlcommResult_t mpi_probe(void *state, int peer, int tag, int *found, mlcommStatus_t *status);
+void mpi_p2p_fini(struct mpi_state *st);
+
+/* staging.c: device buffers on an MPI that is not CUDA-aware go through pinned host
+ * copies. Without CUDA in the build these only point MPI at the user's buffers. */
+bool mpi_cuda_aware(void);
+mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo);
+mlcommResult_t mpi_stage_out(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo);
+void mpi_stage_free(struct mpi_op *mo);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * The transport contract. A transport owns algorithms; the core owns requests.
+ * Every function pointer is filled with a designated initialiser; optional ones
+ * may be NULL where noted.
+ */
+#ifndef MLCOMM_BACKENDS_TRANSPORT_H
+#define MLCOMM_BACKENDS_TRANSPORT_H
+
+#include "core/internal.h"
+
+struct mlcomm_transport {
+  const char *name;
+  mlcommTransport_t id;
+  int priority; /* auto selection asks higher priorities first */
+  /* Can it serve this communicator at all? Sets *why when not. Collective over comm. */
+  bool (*available)(struct mlcomm_comm *comm, const char **why);
+  /* Collective over comm. */
+  mlcommResult_t (*init)(struct mlcomm_comm *comm, void **state);
+  void (*fini)(void *state);
+  /* Can it carry this op (memory kinds, type, size)? Must agree on every rank. */
+  bool (*supports)(void *state, const struct mlcomm_op *op);
+  /* Begins op; never blocks long. */
+  mlcommResult_t (*start)(void *state, struct mlcomm_op *op);
+  /* Advances op; sets *done when complete (success or failure). */
+  mlcommResult_t (*progress)(void *state, struct mlcomm_op *op, bool *done);
+  /* Frees per-op state after completion, or abandons it on abort. */
+  void (*release)(void *state, struct mlcomm_op *op, bool aborting);
+  /* Optional: point-to-point probe. */
+  mlcommResult_t (*probe)(void *state, int peer, int tag, int *found, mlcommStatus_t *status);
+};
+
+/* The table of every transport in this build, in priority order. */
+extern const struct mlcomm_transport *const mlcomm_transports[];
+extern const int mlcomm_ntransports;
+
+/* Initialises the transports the comm's config allows; fails naming a forced one that
+ * is missing. Collective over comm. */
+mlcommResult_t mlcomm_transports_init(struct mlcomm_comm *comm);
+void mlcomm_transports_fini(struct mlcomm_comm *comm);
+/* The instance that will carry op, or NULL (error already recorded). */
+const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
+                                                   const struct mlcomm_op *op,
+                                                   const char *fn);
+
+extern const struct mlcomm_transport mlcomm_transport_mpi;
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * The funnel. Every public collective and point-to-point call fills a struct mlcomm_op
+ * and comes here: validate once, number it, pick the transport, then start it now,
+ * record it in the open group, or hand back a request.
+ */
+#include "backends/transport.h"
+#include "collectives/reduce.h"
+#include "collectives/validate.h"
+#include "core/internal.h"
+
+static bool is_collective(enum mlcomm_op_kind kind) {
+  return kind != MLCOMM_OP_SEND && kind != MLCOMM_OP_RECV;
+}
+
+/* What a completed call reports in its status (receives overwrite it). */
+static void prefill_status(const struct mlcomm_comm *comm, struct mlcomm_op *op) {
+  size_t bytes = op->count * mlcomm_type_size(op->dtype);
+  if (op->kind == MLCOMM_OP_REDUCESCATTER) bytes *= (size_t)comm->nranks;
+  if (op->kind == MLCOMM_OP_BARRIER) bytes = 0;
+  op->status = (mlcommStatus_t){.source = comm->rank, .tag = -1, .bytes = bytes};
+  if (op->kind == MLCOMM_OP_SEND) op->status.tag = op->tag;
+}
+
+mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct mlcomm_op *op,
+                              mlcommRequest_t *async_out, mlcommStatus_t *status) {
+  if (async_out) *async_out = MLCOMM_REQUEST_NULL;
+  MLCOMM_CHECK(mlcomm_validate(comm, fn, op));
+  if (is_collective(op->kind)) {
+    op->seq = comm->coll_seq++;
+    comm->seq_kinds[op->seq % MLCOMM_SEQ_RING] = (uint8_t)op->kind;
+  } else {
+    op->seq = comm->p2p_seq++;
+  }
+  prefill_status(comm, op);
+  op->send_mem = mlcomm_mem_kind(op->sendbuf);
+  op->recv_mem = mlcomm_mem_kind(op->recvbuf);
+
+  /* Nothing to move: complete at once, with no transport involved. */
+  bool empty = op->count == 0 && op->kind != MLCOMM_OP_BARRIER && op->kind != MLCOMM_OP_SEND &&
+               op->kind != MLCOMM_OP_RECV;
+  const struct mlcomm_tinst *ti = NULL;
+  if (!empty) {
+    ti = mlcomm_transport_select(comm, op, fn);
+    if (ti == NULL) return mlcommUnsupported;
+  }
+  struct mlcomm_request *req = mlcomm_request_new(comm);
+  if (req == NULL) return mlcomm_error(comm, mlcommSystemError, "%s: out of memory", fn);
+  req->op = *op;
+  req->ti = ti;
+  if (empty) {
+    req->state = MLCOMM_REQ_DONE;
+    req->result = mlcommSuccess;
+  }
+  if (async_out) {
+    *async_out = mlcomm_handle_register(req);
+    if (*async_out == MLCOMM_REQUEST_NULL) {
+      mlcomm_request_release(req);
+      return mlcomm_error(comm, mlcommSystemError, "%s: out of memory for a request handle", fn);
+    }
+    req->user_visible = true;
+  }
+  if (mlcomm_group_active() && !empty) {
+    req->group_status = status;
+    mlcomm_group_add(req);
+    return mlcommSuccess;
+  }
+  if (!empty) {
+    mlcommResult_t res = mlcomm_request_start(req);
+    if (res != mlcommSuccess) {
+      if (async_out) *async_out = MLCOMM_REQUEST_NULL;
+      mlcomm_request_release(req);
+      return res;
+    }
+  }
+  if (async_out) return mlcommSuccess;
+  return mlcomm_request_wait(req, status, true);
+}

@@ -1,0 +1,53 @@
+/*
+ * Groups (NCCL semantics): calls between mlcommGroupStart and the outermost
+ * mlcommGroupEnd are recorded, then started together in call order, so that a
+ * rank's sends and receives are all posted before any of them is waited for.
+ */
+#include <stddef.h>
+
+#include "core/internal.h"
+
+static _Thread_local int group_depth;
+static _Thread_local struct mlcomm_request *group_head, *group_tail;
+
+bool mlcomm_group_active(void) { return group_depth > 0; }
+
+void mlcomm_group_add(struct mlcomm_request *req) {
+  req->group_next = NULL;
+  if (group_tail) group_tail->group_next = req;
+  else group_head = req;
+  group_tail = req;
+}
+
+MLCOMM_API mlcommResult_t mlcommGroupStart(void) {
+  group_depth++;
+  return mlcommSuccess;
+}
+
+MLCOMM_API mlcommResult_t mlcommGroupEnd(void) {
+  if (group_depth == 0)
+    return mlcomm_error(NULL, mlcommInvalidArgument,
+                        "mlcommGroupEnd: no group is open (mlcommGroupStart was not called on "
+                        "this thread)");
+  if (--group_depth > 0) return mlcommSuccess;
+  struct mlcomm_request *list = group_head;
+  group_head = group_tail = NULL;
+
+  mlcommResult_t first = mlcommSuccess;
+  for (struct mlcomm_request *r = list; r; r = r->group_next) {
+    mlcommResult_t res = mlcomm_request_start(r);
+    if (res != mlcommSuccess && first == mlcommSuccess) first = res;
+  }
+  /* Blocking calls made inside the group complete here; Async ones belong to the
+   * caller, who waits for their handles. */
+  struct mlcomm_request *r = list;
+  while (r) {
+    struct mlcomm_request *next = r->group_next;
+    if (!r->user_visible) {
+      mlcommResult_t res = mlcomm_request_wait(r, r->group_status, true);
+      if (res != mlcommSuccess && first == mlcommSuccess) first = res;
+    }
+    r = next;
+  }
+  return first;
+}

@@ -1,0 +1,199 @@
+/*
+ * Internal types shared by the core, the entry points and the transports.
+ * Nothing here is visible outside libmlcomm.
+ */
+#ifndef MLCOMM_CORE_INTERNAL_H
+#define MLCOMM_CORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mlcomm/mlcomm.h"
+#include "mlcomm_build_config.h"
+
+#define MLCOMM_ERRMSG_LEN 1024
+#define MLCOMM_MAX_TRANSPORTS 4
+#define MLCOMM_SEQ_RING 64 /* kinds of the last collectives, for timeout diagnosis */
+
+/* What one public call asks for. Filled once by the entry point, read by transports. */
+enum mlcomm_op_kind {
+  MLCOMM_OP_ALLREDUCE,
+  MLCOMM_OP_BROADCAST,
+  MLCOMM_OP_REDUCE,
+  MLCOMM_OP_ALLGATHER,
+  MLCOMM_OP_REDUCESCATTER,
+  MLCOMM_OP_BARRIER,
+  MLCOMM_OP_SEND,
+  MLCOMM_OP_RECV,
+  MLCOMM_OP_KIND_COUNT
+};
+
+enum mlcomm_mem_kind { MLCOMM_MEM_HOST, MLCOMM_MEM_PINNED, MLCOMM_MEM_DEVICE, MLCOMM_MEM_MANAGED };
+
+struct mlcomm_op {
+  enum mlcomm_op_kind kind;
+  const void *sendbuf;
+  void *recvbuf;
+  size_t count; /* NCCL semantics: per rank for allgather/reduce-scatter */
+  mlcommDataType_t dtype;
+  mlcommRedOp_t redop;
+  int root;
+  int peer; /* send/recv; MLCOMM_ANY_SOURCE allowed for recv */
+  int tag;
+  uint64_t seq; /* collective or p2p sequence number on the comm */
+  bool in_place;
+  enum mlcomm_mem_kind send_mem, recv_mem;
+  mlcommStatus_t status; /* filled when the op completes */
+  void *tstate;          /* the transport's per-op state */
+};
+
+struct mlcomm_comm;
+
+/* A transport as registered in src/backends/registry.c (see transport.h). */
+struct mlcomm_transport;
+
+struct mlcomm_tinst {
+  const struct mlcomm_transport *t;
+  void *state;
+};
+
+enum mlcomm_req_state { MLCOMM_REQ_DEFERRED, MLCOMM_REQ_ACTIVE, MLCOMM_REQ_DONE };
+
+struct mlcomm_request {
+  struct mlcomm_comm *comm;
+  const struct mlcomm_tinst *ti;
+  struct mlcomm_op op;
+  enum mlcomm_req_state state;
+  mlcommResult_t result;
+  bool orphan;                   /* its blocking caller gave up: free once done */
+  bool user_visible;             /* an Async handle was returned to the caller */
+  mlcommStatus_t *group_status;  /* a blocking Recv inside a group writes here */
+  uint64_t handle;
+  struct mlcomm_request *prev, *next; /* the comm's list of live requests */
+  struct mlcomm_request *group_next;  /* the thread's group list */
+};
+
+/* Tuning read from the environment at init (declared in config.c). */
+struct mlcomm_tuning {
+  int64_t mpi_ring_bytes;   /* allreduce at or above this uses libnbc's ring; -1 never */
+  int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
+  int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
+};
+
+struct mlcomm_comm {
+  uint32_t magic;
+  MPI_Comm user_comm; /* what the caller passed, or a split's result */
+  bool owns_user_comm; /* true for a split's result */
+  MPI_Comm coll_comm; /* duplicate: collectives */
+  MPI_Comm p2p_comm;  /* duplicate: the user's send/recv/probe */
+  MPI_Comm diag_comm; /* duplicate: timeout diagnosis queries */
+  int rank, nranks;
+  mlcommConfig_t config; /* resolved: no UNDEF fields */
+  struct mlcomm_tuning tuning;
+  struct mlcomm_tinst transports[MLCOMM_MAX_TRANSPORTS];
+  int ntransports;
+  uint64_t coll_seq; /* collectives started so far */
+  uint64_t p2p_seq;
+  uint8_t seq_kinds[MLCOMM_SEQ_RING];
+  struct mlcomm_request *live; /* requests not yet released */
+  int nlive;
+  mlcommResult_t failed; /* sticky: set when a blocking call timed out */
+  char last_error[MLCOMM_ERRMSG_LEN];
+  struct mlcomm_comm *registry_next;
+};
+
+/* ---- errors and logging (error.c) */
+/* Records a formatted sentence as the last error of comm (if any) and of this thread,
+ * logs it at warn level, and returns res, so call sites read `return mlcomm_error(...)`. */
+mlcommResult_t mlcomm_error(struct mlcomm_comm *comm, mlcommResult_t res, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+mlcommResult_t mlcomm_verror(struct mlcomm_comm *comm, mlcommResult_t res, const char *fmt,
+                             va_list ap);
+void mlcomm_log(int level, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int mlcomm_debug_level(void);
+void mlcomm_set_debug_level(int level);
+/* Turns an MPI error code into a result with MPI's own error string in the sentence. */
+mlcommResult_t mlcomm_mpi_error(struct mlcomm_comm *comm, int mpi_rc, const char *what);
+
+#define MLCOMM_LOG_WARN 1
+#define MLCOMM_LOG_INFO 2
+#define MLCOMM_LOG_TRACE 3
+#define MLCOMM_INFO(...) mlcomm_log(MLCOMM_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define MLCOMM_TRACE(...) mlcomm_log(MLCOMM_LOG_TRACE, __FILE__, __LINE__, __VA_ARGS__)
+
+/* Propagates a failure, leaving a file:line trail at info level (MLCOMM_DEBUG=2). */
+#define MLCOMM_CHECK(call)                                                                 \
+  do {                                                                                     \
+    mlcommResult_t res_ = (call);                                                          \
+    if (res_ != mlcommSuccess) {                                                           \
+      MLCOMM_INFO("%s -> %s", #call, mlcommGetErrorString(res_));                          \
+      return res_;                                                                         \
+    }                                                                                      \
+  } while (0)
+
+/* Checks an MPI call; the comm's last error gets MPI's message. */
+#define MLCOMM_MPI_CHECK(comm, call)                                                       \
+  do {                                                                                     \
+    int mrc_ = (call);                                                                     \
+    if (mrc_ != MPI_SUCCESS) {                                                             \
+      MLCOMM_INFO("%s failed", #call);                                                     \
+      return mlcomm_mpi_error((comm), mrc_, #call);                                        \
+    }                                                                                      \
+  } while (0)
+
+/* ---- configuration (config.c) */
+mlcommResult_t mlcomm_config_resolve(const mlcommConfig_t *user, const mlcommConfig_t *inherit,
+                                     mlcommConfig_t *out);
+mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out);
+const char *mlcomm_transport_name(int transport);
+int mlcomm_transport_from_name(const char *name);
+
+/* ---- communicators (comm.c) */
+/* Validates a handle against the live registry; names `what` in the error. */
+mlcommResult_t mlcomm_comm_check(struct mlcomm_comm *comm, const char *fn);
+/* Every registered comm, for progress: calls fn on each. */
+void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
+const char *mlcomm_op_kind_name(enum mlcomm_op_kind kind); /* "mlcommAllReduce" ... */
+
+/* ---- requests and progress (request.c) */
+struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm);
+void mlcomm_request_release(struct mlcomm_request *req);
+mlcommResult_t mlcomm_request_start(struct mlcomm_request *req);
+/* Advances one request; true once it is DONE. */
+bool mlcomm_request_progress(struct mlcomm_request *req);
+/* Advances every live request on every comm (what any call into the library does). */
+void mlcomm_progress_all(void);
+/* Waits for one request (timeout, diagnosis); on completion releases it. For a
+ * blocking caller (owned == true), a timeout orphans it. */
+mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *status,
+                                   bool owned);
+uint64_t mlcomm_handle_register(struct mlcomm_request *req);
+struct mlcomm_request *mlcomm_handle_lookup(uint64_t handle);
+double mlcomm_now_ms(void);
+/* Lets the caller's thread breathe while waiting: spin, then yield, then short sleeps. */
+void mlcomm_backoff(uint64_t iteration, double waited_ms);
+
+/* ---- groups (group.c) */
+bool mlcomm_group_active(void);
+void mlcomm_group_add(struct mlcomm_request *req);
+
+/* ---- the funnel every call goes through (collectives/enqueue.c) */
+/* Validates op for comm (fn names the public function in errors), picks a transport,
+ * and either starts it (returning the request) or records it in the current group. */
+mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct mlcomm_op *op,
+                              mlcommRequest_t *async_out, mlcommStatus_t *status);
+
+/* ---- memory kinds (memkind.c) */
+enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
+const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
+
+/* ---- timeout diagnosis (diag.c) */
+/* Answers peers' "where are you?" queries; cheap, called while waiting. */
+void mlcomm_diag_serve(struct mlcomm_comm *comm);
+/* Asks every peer how far it got and appends a report to buf. */
+void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, char *buf,
+                        size_t len);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * Requests: one lifecycle for every call (start, progress, test/wait, release),
+ * handles that cannot be confused with freed memory, and the wait loop with its
+ * deadline. Blocking calls are start + wait through this same code.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/transport.h"
+#include "collectives/reduce.h"
+#include "core/internal.h"
+
+/* ---- handles: a slot index plus a generation, so a stale handle never resolves */
+
+struct slot {
+  struct mlcomm_request *req;
+  uint32_t gen;
+  int32_t next_free;
+};
+
+static pthread_mutex_t handle_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;
+static uint32_t nslots;
+static int32_t free_head = -1;
+
+uint64_t mlcomm_handle_register(struct mlcomm_request *req) {
+  pthread_mutex_lock(&handle_lock);
+  if (free_head < 0) {
+    uint32_t grow = nslots ? nslots : 64;
+    struct slot *bigger = realloc(slots, (nslots + grow) * sizeof *slots);
+    if (bigger == NULL) {
+      pthread_mutex_unlock(&handle_lock);
+      return MLCOMM_REQUEST_NULL;
+    }
+    slots = bigger;
+    for (uint32_t i = nslots; i < nslots + grow; i++) {
+      slots[i] = (struct slot){.req = NULL, .gen = 1, .next_free = free_head};
+      free_head = (int32_t)i;
+    }
+    nslots += grow;
+  }
+  int32_t idx = free_head;
+  free_head = slots[idx].next_free;
+  slots[idx].req = req;
+  uint64_t handle = ((uint64_t)slots[idx].gen << 32) | (uint64_t)(idx + 1);
+  pthread_mutex_unlock(&handle_lock);
+  req->handle = handle;
+  return handle;
+}
+
+struct mlcomm_request *mlcomm_handle_lookup(uint64_t handle) {
+  uint64_t idx = (handle & 0xffffffffu) - 1;
+  uint32_t gen = (uint32_t)(handle >> 32);
+  struct mlcomm_request *req = NULL;
+  pthread_mutex_lock(&handle_lock);
+  if (handle != MLCOMM_REQUEST_NULL && idx < nslots && slots[idx].gen == gen) req = slots[idx].req;
+  pthread_mutex_unlock(&handle_lock);
+  return req;
+}
+
+static void handle_unregister(uint64_t handle) {
+  uint64_t idx = (handle & 0xffffffffu) - 1;
+  pthread_mutex_lock(&handle_lock);
+  if (idx < nslots && slots[idx].req) {
+    slots[idx].req = NULL;
+    slots[idx].gen++; /* every copy of the old handle is now stale */
+    slots[idx].next_free = free_head;
+    free_head = (int32_t)idx;
+  }
+  pthread_mutex_unlock(&handle_lock);
+}
+
+/* ---- lifecycle */
+
+struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm) {
+  struct mlcomm_request *req = calloc(1, sizeof *req);
+  if (req == NULL) return NULL;
+  req->comm = comm;
+  req->state = MLCOMM_REQ_DEFERRED;
+  req->next = comm->live;
+  if (comm->live) comm->live->prev = req;
+  comm->live = req;
+  comm->nlive++;
+  return req;
+}
+
+void mlcomm_request_release(struct mlcomm_request *req) {
+  struct mlcomm_comm *comm = req->comm;
+  if (comm) {
+    if (req->prev) req->prev->next = req->next;
+    else comm->live = req->next;
+    if (req->next) req->next->prev = req->prev;
+    comm->nlive--;
+  }
+  if (req->handle) handle_unregister(req->handle);
+  free(req);
+}
+
+static void finish(struct mlcomm_request *req, mlcommResult_t res) {
+  req->ti->t->release(req->ti->state, &req->op, false);
+  req->state = MLCOMM_REQ_DONE;
+  req->result = res;
+}
+
+mlcommResult_t mlcomm_request_start(struct mlcomm_request *req) {
+  req->state = MLCOMM_REQ_ACTIVE;
+  mlcommResult_t res = req->ti->t->start(req->ti->state, &req->op);
+  if (res != mlcommSuccess) finish(req, res);
+  return res;
+}
+
+bool mlcomm_request_progress(struct mlcomm_request *req) {
+  if (req->state == MLCOMM_REQ_DONE) return true;
+  if (req->state != MLCOMM_REQ_ACTIVE) return false;
+  bool done = false;
+  mlcommResult_t res = req->ti->t->progress(req->ti->state, &req->op, &done);
+  if (res != mlcommSuccess || done) finish(req, res);
+  return req->state == MLCOMM_REQ_DONE;
+}
+
+static void progress_comm(struct mlcomm_comm *comm, void *arg) {
+  (void)arg;
+  struct mlcomm_request *req = comm->live;
+  while (req) {
+    struct mlcomm_request *next = req->next;
+    if (mlcomm_request_progress(req) && req->orphan) mlcomm_request_release(req);
+    req = next;
+  }
+}
+
+void mlcomm_progress_all(void) { mlcomm_comm_foreach(progress_comm, NULL); }
+
+double mlcomm_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+void mlcomm_backoff(uint64_t iteration, double waited_ms) {
+  /* Spinning keeps latency low when every rank has a core; yielding lets an
+   * oversubscribed peer (4 ranks on 2 cores) run; sleeping stops a rank that waits on
+   * a straggler for seconds from burning a core. */
+  if (iteration < 64) return;
+  if (waited_ms < 1000.0) {
+    sched_yield();
+    return;
+  }
+  struct timespec ts = {0, 100 * 1000};
+  nanosleep(&ts, NULL);
+}
+
+static void serve_comm(struct mlcomm_comm *comm, void *arg) {
+  (void)arg;
+  mlcomm_diag_serve(comm);
+}
+
+static void fill_status(const struct mlcomm_request *req, mlcommStatus_t *status) {
+  if (status) *status = req->op.status;
+}
+
+/* The request's final result; releases it. */
+static mlcommResult_t complete(struct mlcomm_request *req, mlcommStatus_t *status) {
+  mlcommResult_t res = req->result;
+  if (req->comm == NULL && res != mlcommSuccess)
+    mlcomm_error(NULL, res, "%s (seq %llu): its communicator was aborted with mlcommCommAbort",
+                 mlcomm_op_kind_name(req->op.kind), (unsigned long long)req->op.seq);
+  if (res == mlcommSuccess) fill_status(req, status);
+  mlcomm_request_release(req);
+  return res;
+}
+
+static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bool owned) {
+  struct mlcomm_comm *comm = req->comm;
+  const struct mlcomm_op *op = &req->op;
+  char report[MLCOMM_ERRMSG_LEN / 2] = "";
+  bool collective = op->kind != MLCOMM_OP_SEND && op->kind != MLCOMM_OP_RECV;
+  if (collective) mlcomm_diag_report(comm, op, report, sizeof report);
+  else
+    snprintf(report, sizeof report, "peer %d (tag %d) has not matched it", op->peer, op->tag);
+  mlcomm_error(comm, mlcommTimeout,
+               "%s (seq %llu, %zu x %s) timed out after %.0f ms on rank %d of %d: %s. Raise "
+               "MLCOMM_TIMEOUT_MS if the wait was legitimate; otherwise abort the communicator",
+               mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, op->count,
+               mlcomm_type_name(op->dtype), waited_ms, comm->rank, comm->nranks, report);
+  if (owned) {
+    /* The caller's call returns, but MPI may still use its buffers: the request lives
+     * on as an orphan, and the communicator refuses new work until it is aborted. */
+    req->orphan = true;
+    comm->failed = mlcommTimeout;
+  }
+  return mlcommTimeout;
+}
+
+mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *status,
+                                   bool owned) {
+  struct mlcomm_comm *comm = req->comm;
+  if (comm == NULL || req->state == MLCOMM_REQ_DONE) return complete(req, status);
+  if (req->state == MLCOMM_REQ_DEFERRED)
+    return mlcomm_error(comm, mlcommInvalidArgument,
+                        "%s was called inside mlcommGroupStart/End and starts at the "
+                        "outermost mlcommGroupEnd; wait for it after that",
+                        mlcomm_op_kind_name(req->op.kind));
+  double t0 = mlcomm_now_ms(), next_serve = t0 + 10.0;
+  int timeout = comm->config.timeoutMs;
+  for (uint64_t it = 0;; it++) {
+    if (mlcomm_request_progress(req)) return complete(req, status);
+    if ((it & 15) == 15) mlcomm_progress_all();
+    double now = mlcomm_now_ms();
+    if (now >= next_serve) { /* a peer that timed out may be asking where we are */
+      mlcomm_comm_foreach(serve_comm, NULL);
+      next_serve = now + 1.0;
+    }
+    if (timeout > 0 && now - t0 >= timeout) return timed_out(req, now - t0, owned);
+    mlcomm_backoff(it, now - t0);
+  }
+}
+
+/* ---- public request calls */
+
+static mlcommResult_t lookup(mlcommRequest_t *request, const char *fn,
+                             struct mlcomm_request **out) {
+  if (request == NULL) return mlcomm_error(NULL, mlcommInvalidArgument, "%s: request is NULL", fn);
+  if (*request == MLCOMM_REQUEST_NULL)
+    return mlcomm_error(NULL, mlcommInvalidArgument,
+                        "%s: request is MLCOMM_REQUEST_NULL (already completed, or never started)",
+                        fn);
+  *out = mlcomm_handle_lookup(*request);
+  if (*out == NULL)
+    return mlcomm_error(NULL, mlcommInvalidArgument,
+                        "%s: request 0x%llx is not a live request (it completed already and was "
+                        "released, or was never returned by mlcomm)",
+                        fn, (unsigned long long)*request);
+  return mlcommSuccess;
+}
+
+MLCOMM_API mlcommResult_t mlcommWait(mlcommRequest_t *request, mlcommStatus_t *status) {
+  struct mlcomm_request *req;
+  MLCOMM_CHECK(lookup(request, "mlcommWait", &req));
+  mlcommResult_t res = mlcomm_request_wait(req, status, false);
+  if (res != mlcommTimeout) *request = MLCOMM_REQUEST_NULL;
+  return res;
+}
+
+MLCOMM_API mlcommResult_t mlcommTest(mlcommRequest_t *request, int *done, mlcommStatus_t *status) {
+  struct mlcomm_request *req;
+  MLCOMM_CHECK(lookup(request, "mlcommTest", &req));
+  if (done == NULL) return mlcomm_error(req->comm, mlcommInvalidArgument, "mlcommTest: done is NULL");
+  *done = 0;
+  if (req->comm) {
+    mlcomm_progress_all();
+    mlcomm_diag_serve(req->comm);
+  }
+  if (!mlcomm_request_progress(req) && req->comm != NULL) return mlcommSuccess;
+  *done = 1;
+  *request = MLCOMM_REQUEST_NULL;
+  return complete(req, status);
+}
+
+MLCOMM_API mlcommResult_t mlcommWaitAll(int count, mlcommRequest_t *requests,
+                                        mlcommStatus_t *statuses) {
+  static const char fn[] = "mlcommWaitAll";
+  if (count < 0) return mlcomm_error(NULL, mlcommInvalidArgument, "%s: count is %d, expected >= 0", fn, count);
+  if (count > 0 && requests == NULL)
+    return mlcomm_error(NULL, mlcommInvalidArgument, "%s: requests is NULL with count %d", fn, count);
+  /* Refuse a bad handle before waiting on anything, so nothing is half done. */
+  for (int i = 0; i < count; i++)
+    if (requests[i] != MLCOMM_REQUEST_NULL && mlcomm_handle_lookup(requests[i]) == NULL)
+      return mlcomm_error(NULL, mlcommInvalidArgument,
+                          "%s: requests[%d] (0x%llx) is not a live request", fn, i,
+                          (unsigned long long)requests[i]);
+  mlcommResult_t first = mlcommSuccess;
+  for (int i = 0; i < count; i++) {
+    if (requests[i] == MLCOMM_REQUEST_NULL) continue;
+    mlcommResult_t res = mlcommWait(&requests[i], statuses ? &statuses[i] : NULL);
+    if (res != mlcommSuccess && first == mlcommSuccess) first = res;
+    if (res == mlcommTimeout) break; /* the rest stay valid for the caller */
+  }
+  return first;
+}
