@@ -142,6 +142,7 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
   res = dup_comm(comm, &comm->coll_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->p2p_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->diag_comm);
+  if (res == mlcommSuccess) mlcomm_topology_note(comm->coll_comm);
   if (res == mlcommSuccess) res = mlcomm_transports_init(comm);
   res = agree(comm->coll_comm != MPI_COMM_NULL ? comm->coll_comm : mpi, res, fn);
   if (res != mlcommSuccess) {

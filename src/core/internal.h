@@ -189,6 +189,12 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
 enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
 const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
 
+/* ---- topology (topology.c) */
+int mlcomm_usable_cores(void);
+/* Collective over comm: notes whether this node runs more ranks than cores. */
+void mlcomm_topology_note(MPI_Comm comm);
+bool mlcomm_oversubscribed(void);
+
 /* ---- timeout diagnosis (diag.c) */
 /* Answers peers' "where are you?" queries; cheap, called while waiting. */
 void mlcomm_diag_serve(struct mlcomm_comm *comm);

@@ -144,7 +144,7 @@ void mlcomm_backoff(uint64_t iteration, double waited_ms) {
   /* Spinning keeps latency low when every rank has a core; yielding lets an
    * oversubscribed peer (4 ranks on 2 cores) run; sleeping stops a rank that waits on
    * a straggler for seconds from burning a core. */
-  if (iteration < 64) return;
+  if (iteration < 64 && !mlcomm_oversubscribed()) return;
   if (waited_ms < 1000.0) {
     sched_yield();
     return;
