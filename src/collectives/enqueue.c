@@ -18,7 +18,6 @@ static void prefill_status(const struct mlcomm_comm *comm, struct mlcomm_op *op)
   if (op->kind == MLCOMM_OP_REDUCESCATTER) bytes *= (size_t)comm->nranks;
   if (op->kind == MLCOMM_OP_BARRIER) bytes = 0;
   op->status = (mlcommStatus_t){.source = comm->rank, .tag = -1, .bytes = bytes};
-  if (op->kind == MLCOMM_OP_SEND) op->status.tag = op->tag;
 }
 
 mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct mlcomm_op *op,

@@ -79,6 +79,12 @@ typedef void (*kernel_fn)(void *out, const void *a, const void *b, size_t n);
  * remainder loop handles the last n % KERNEL_BLOCK elements. */
 #define KERNEL_BLOCK 64
 
+#if defined(__clang__)
+#define LOOP_INDEPENDENT _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define LOOP_INDEPENDENT _Pragma("GCC ivdep")
+#endif
+
 #define DEFINE_KERNEL(name, T, combine, attrs)                                         \
   attrs static void name(void *out_v, const void *a_v, const void *b_v, size_t n) {    \
     T *out = out_v;                                                                    \
@@ -88,10 +94,10 @@ typedef void (*kernel_fn)(void *out, const void *a, const void *b, size_t n);
     for (; n - i >= KERNEL_BLOCK; i += KERNEL_BLOCK) {                                 \
       T *o = out + i;                                                                  \
       const T *x = a + i, *y = b + i;                                                  \
-      _Pragma("GCC ivdep") for (int j = 0; j < KERNEL_BLOCK; j++)                      \
+      LOOP_INDEPENDENT for (int j = 0; j < KERNEL_BLOCK; j++)                          \
           o[j] = (T)combine(x[j], y[j]);                                               \
     }                                                                                  \
-    for (; i < n; i++) out[i] = (T)combine(a[i], b[i]);                                \
+    LOOP_INDEPENDENT for (; i < n; i++) out[i] = (T)combine(a[i], b[i]);               \
   }
 
 #define PORTABLE /* no attributes: baseline ISA */
@@ -164,7 +170,9 @@ static const kernel_fn kernels[mlcommNumTypes][4] = {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) &&                \
     !defined(MLCOMM_NO_X86_DISPATCH)
 #define MLCOMM_X86_DISPATCH 1
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 
 #define AVX2_F16C __attribute__((target("avx2,f16c")))
 
@@ -203,9 +211,20 @@ static const kernel_fn f16_x86[4] = {sum_f16_x86, prod_f16_x86, max_f16_x86, min
 static const kernel_fn bf16_x86[4] = {sum_bf16_x86, prod_bf16_x86, max_bf16_x86,
                                       min_bf16_x86};
 
-/* Reads flags libgcc filled in at start-up (including the OS's AVX state check). */
+/* AVX2 via the compiler's runtime (which also checks that the OS saves AVX state);
+ * F16C straight from CPUID because not every compiler's __builtin_cpu_supports knows
+ * it. CPUID is slow (a VM exit under some hypervisors), so the answer is cached; racing
+ * first callers store the same value. */
 static int have_avx2_f16c(void) {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static _Atomic int cached; /* 0 unknown, 1 no, 2 yes */
+  int v = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (v == 0) {
+    unsigned int eax, ebx, ecx = 0, edx;
+    int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    v = (__builtin_cpu_supports("avx2") && f16c) ? 2 : 1;
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+  }
+  return v == 2;
 }
 #endif
 

@@ -240,8 +240,10 @@ static mlcommResult_t lookup(mlcommRequest_t *request, const char *fn,
 MLCOMM_API mlcommResult_t mlcommWait(mlcommRequest_t *request, mlcommStatus_t *status) {
   struct mlcomm_request *req;
   MLCOMM_CHECK(lookup(request, "mlcommWait", &req));
+  bool deferred = req->state == MLCOMM_REQ_DEFERRED && req->comm != NULL;
   mlcommResult_t res = mlcomm_request_wait(req, status, false);
-  if (res != mlcommTimeout) *request = MLCOMM_REQUEST_NULL;
+  /* Released unless it timed out or belongs to a group not yet ended. */
+  if (res != mlcommTimeout && !deferred) *request = MLCOMM_REQUEST_NULL;
   return res;
 }
 
@@ -250,6 +252,11 @@ MLCOMM_API mlcommResult_t mlcommTest(mlcommRequest_t *request, int *done, mlcomm
   MLCOMM_CHECK(lookup(request, "mlcommTest", &req));
   if (done == NULL) return mlcomm_error(req->comm, mlcommInvalidArgument, "mlcommTest: done is NULL");
   *done = 0;
+  if (req->state == MLCOMM_REQ_DEFERRED && req->comm)
+    return mlcomm_error(req->comm, mlcommInvalidArgument,
+                        "mlcommTest: %s was called inside mlcommGroupStart/End and starts at "
+                        "the outermost mlcommGroupEnd; test it after that",
+                        mlcomm_op_kind_name(req->op.kind));
   if (req->comm) {
     mlcomm_progress_all();
     mlcomm_diag_serve(req->comm);
