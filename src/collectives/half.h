@@ -24,13 +24,13 @@ static inline float f32_from_bits(uint32_t u) {
   return f;
 }
 
-/* float16 -> float is exact; only NaN changes (it is quietened). */
 /* cond ? t : e for cond in {0, 1}, without control flow. */
 static inline uint32_t bits_select(uint32_t cond, uint32_t t, uint32_t e) {
   uint32_t mask = 0u - cond;
   return (t & mask) | (e & ~mask);
 }
 
+/* float16 -> float is exact; only NaN changes (it is quietened). */
 static inline float f16_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
   uint32_t mag = h & 0x7fffu;
