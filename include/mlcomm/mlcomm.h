@@ -16,8 +16,15 @@
  *  - In place is allowed as in NCCL: sendbuff == recvbuff for AllReduce, Broadcast and
  *    Reduce; for AllGather sendbuff == recvbuff + rank*count; for ReduceScatter
  *    recvbuff == sendbuff + rank*recvcount. Other overlaps are refused.
- *  - count == 0 is legal everywhere and completes without touching the buffers.
+ *  - count == 0 is legal everywhere and completes without touching the buffers, which
+ *    may then be NULL.
  *  - Collectives on a communicator must be called in the same order on every rank.
+ *  - Every wait is bounded by the communicator's timeout (mlcommConfig_t.timeoutMs).
+ *    When a BLOCKING call times out, MPI may still own its buffers, so the
+ *    communicator refuses later calls with mlcommRemoteError until it is aborted;
+ *    the one exception is a receive that nothing matched yet, which is withdrawn
+ *    cleanly (its buffer untouched, the communicator still usable). An Async request
+ *    that times out in mlcommWait simply stays valid.
  *  - A communicator is used by one thread at a time.
  */
 #ifndef MLCOMM_MLCOMM_H
@@ -114,7 +121,8 @@ typedef uint64_t mlcommRequest_t;
 #define MLCOMM_REQUEST_NULL ((mlcommRequest_t)0)
 
 /* What a completed receive (or a probe) found. For collectives and sends, source is
- * the calling rank, tag is -1 and bytes the bytes the call moved from this rank. */
+ * the calling rank, tag is -1 and bytes is count x type size (sendcount x size for
+ * AllGather, nranks x recvcount x size for ReduceScatter, 0 for Barrier). */
 typedef struct {
   int source;   /* rank that sent the message */
   int tag;      /* its tag */
@@ -284,7 +292,9 @@ MLCOMM_API mlcommResult_t mlcommIprobe(int peer, int tag, mlcommComm_t comm, int
 
 /* Waits for *request (bounded by the communicator's timeout). On completion, success
  * or failure, the request is released and *request set to MLCOMM_REQUEST_NULL; on
- * mlcommTimeout it stays valid and may be waited again. status may be NULL. */
+ * mlcommTimeout it stays valid and may be waited again. status may be NULL.
+ * MLCOMM_REQUEST_NULL itself is refused with mlcommInvalidArgument (Wait and Test);
+ * only WaitAll skips such entries. */
 MLCOMM_API mlcommResult_t mlcommWait(mlcommRequest_t *request, mlcommStatus_t *status);
 
 /* Makes progress and returns at once: *done = 1 when the request has completed (it is

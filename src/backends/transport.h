@@ -25,6 +25,9 @@ struct mlcomm_transport {
   mlcommResult_t (*progress)(void *state, struct mlcomm_op *op, bool *done);
   /* Frees per-op state after completion, or abandons it on abort. */
   void (*release)(void *state, struct mlcomm_op *op, bool aborting);
+  /* Optional: withdraws an op that has not reached the network (a receive nothing
+   * has matched yet); true when withdrawn, after which the core releases it. */
+  bool (*withdraw)(void *state, struct mlcomm_op *op);
   /* Optional: point-to-point probe. */
   mlcommResult_t (*probe)(void *state, int peer, int tag, int *found, mlcommStatus_t *status);
 };

@@ -6,7 +6,8 @@
   do {                                                                                     \
     struct mlcomm_op op_ = {.kind = (kind_), __VA_ARGS__};                                  \
     if ((req_) == NULL && async)                                                           \
-      return mlcomm_error(NULL, mlcommInvalidArgument, "%s: request is NULL", fn_);        \
+      return mlcomm_error(mlcomm_comm_or_null(comm), mlcommInvalidArgument,                \
+                          "%s: request is NULL", fn_);                                     \
     return mlcomm_enqueue(comm, fn_, &op_, async ? (req_) : NULL, NULL);                   \
   } while (0)
 

@@ -63,6 +63,10 @@ mlcommResult_t mlcomm_comm_check(struct mlcomm_comm *comm, const char *fn) {
   return mlcommSuccess;
 }
 
+struct mlcomm_comm *mlcomm_comm_or_null(struct mlcomm_comm *comm) {
+  return comm != NULL && mlcomm_comm_check(comm, NULL) == mlcommSuccess ? comm : NULL;
+}
+
 void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg) {
   pthread_mutex_lock(&registry_lock);
   struct mlcomm_comm *c = registry;

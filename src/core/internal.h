@@ -153,6 +153,8 @@ int mlcomm_transport_from_name(const char *name);
 /* ---- communicators (comm.c) */
 /* Validates a handle against the live registry; names `what` in the error. */
 mlcommResult_t mlcomm_comm_check(struct mlcomm_comm *comm, const char *fn);
+/* comm when it is a live communicator, else NULL: where an error may be recorded. */
+struct mlcomm_comm *mlcomm_comm_or_null(struct mlcomm_comm *comm);
 /* Every registered comm, for progress: calls fn on each. */
 void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
 const char *mlcomm_op_kind_name(enum mlcomm_op_kind kind); /* "mlcommAllReduce" ... */

@@ -187,6 +187,13 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
                mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, op->count,
                mlcomm_type_name(op->dtype), waited_ms, comm->rank, comm->nranks, report);
   if (owned) {
+    const struct mlcomm_transport *t = req->ti->t;
+    if (t->withdraw && t->withdraw(req->ti->state, &req->op)) {
+      /* Nothing reached MPI (an unmatched receive): drop it, the comm stays usable. */
+      finish(req, mlcommTimeout);
+      mlcomm_request_release(req);
+      return mlcommTimeout;
+    }
     /* The caller's call returns, but MPI may still use its buffers: the request lives
      * on as an orphan, and the communicator refuses new work until it is aborted. */
     req->orphan = true;

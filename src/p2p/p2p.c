@@ -11,7 +11,8 @@ static mlcommResult_t p2p(enum mlcomm_op_kind kind, const char *fn, const void *
                           int tag, mlcommComm_t comm, mlcommRequest_t *request, bool async,
                           mlcommStatus_t *status) {
   if (async && request == NULL)
-    return mlcomm_error(NULL, mlcommInvalidArgument, "%s: request is NULL", fn);
+    return mlcomm_error(mlcomm_comm_or_null(comm), mlcommInvalidArgument,
+                        "%s: request is NULL", fn);
   struct mlcomm_op op = {.kind = kind, .sendbuf = sendbuff, .recvbuf = recvbuff,
                          .count = count, .dtype = datatype, .peer = peer, .tag = tag};
   return mlcomm_enqueue(comm, fn, &op, async ? request : NULL, status);

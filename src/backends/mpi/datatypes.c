@@ -1,7 +1,7 @@
 /*
  * mlcomm types and ops as MPI sees them. MPI has no float16/bfloat16, so each is a
  * 2-byte contiguous type of its own, reduced by user-defined ops that call the
- * library's kernels (src/collectives/reduce_kernels.c) - the same code every other
+ * library's kernels (so are 8-bit integers, see mpi_op) (src/collectives/reduce_kernels.c) - the same code every other
  * transport uses. avg is a sum here; the division happens once on the result.
  */
 #include "backends/mpi/mpi_internal.h"
@@ -10,8 +10,15 @@
 static MPI_Datatype half_type = MPI_DATATYPE_NULL, bf16_type = MPI_DATATYPE_NULL;
 static MPI_Op user_ops[4] = {MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
 
+static mlcommDataType_t user_type(MPI_Datatype dt) {
+  if (dt == half_type) return mlcommFloat16;
+  if (dt == bf16_type) return mlcommBfloat16;
+  if (dt == MPI_INT8_T) return mlcommInt8;
+  return mlcommUint8;
+}
+
 static void user_reduce(mlcommRedOp_t redop, void *in, void *inout, int *len, MPI_Datatype *dt) {
-  mlcommDataType_t t = *dt == half_type ? mlcommFloat16 : mlcommBfloat16;
+  mlcommDataType_t t = user_type(*dt);
   mlcomm_reduce(t, redop, inout, in, (size_t)*len);
 }
 
@@ -51,7 +58,12 @@ MPI_Datatype mpi_type(mlcommDataType_t dtype) {
 MPI_Op mpi_op(mlcommDataType_t dtype, mlcommRedOp_t redop, bool *finish_avg) {
   *finish_avg = redop == mlcommAvg;
   if (redop == mlcommAvg) redop = mlcommSum;
-  if (dtype == mlcommFloat16 || dtype == mlcommBfloat16) return user_ops[redop];
+  /* Open MPI 4.1's op/avx component saturates MPI_SUM on 8-bit integers (200 + 200
+   * gives 255 for uint8) where every other path wraps; mlcomm defines integer sums as
+   * wrapping, so 8-bit types are reduced by the library's kernels too. */
+  if (dtype == mlcommFloat16 || dtype == mlcommBfloat16 || dtype == mlcommInt8 ||
+      dtype == mlcommUint8)
+    return user_ops[redop];
   static const MPI_Op native[] = {[mlcommSum] = MPI_SUM, [mlcommProd] = MPI_PROD,
                                   [mlcommMax] = MPI_MAX, [mlcommMin] = MPI_MIN};
   return native[redop];

@@ -53,6 +53,7 @@ mlcommResult_t mpi_p2p_start(struct mpi_state *st, struct mlcomm_op *op, struct 
 mlcommResult_t mpi_p2p_progress(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo,
                                 bool *done);
 void mpi_p2p_release(struct mpi_state *st, struct mpi_op *mo, bool aborting);
+bool mpi_p2p_withdraw(void *state, struct mlcomm_op *op);
 mlcommResult_t mpi_probe(void *state, int peer, int tag, int *found, mlcommStatus_t *status);
 void mpi_p2p_fini(struct mpi_state *st);
 

@@ -171,6 +171,13 @@ void mpi_p2p_release(struct mpi_state *st, struct mpi_op *mo, bool aborting) {
   if (aborting && mo->req != MPI_REQUEST_NULL) MPI_Request_free(&mo->req);
 }
 
+bool mpi_p2p_withdraw(void *state, struct mlcomm_op *op) {
+  struct mpi_op *mo = op->tstate;
+  (void)state;
+  /* Nothing of an unmatched receive is in MPI's hands: no buffer, no request. */
+  return op->kind == MLCOMM_OP_RECV && mo && mo->recv_entry && !mo->recv_entry->matched;
+}
+
 mlcommResult_t mpi_probe(void *state, int peer, int tag, int *found, mlcommStatus_t *status) {
   struct mpi_state *st = state;
   *found = 0;

@@ -90,5 +90,6 @@ const struct mlcomm_transport mlcomm_transport_mpi = {
     .start = mpi_start,
     .progress = mpi_progress,
     .release = mpi_release,
+    .withdraw = mpi_p2p_withdraw,
     .probe = mpi_probe,
 };
