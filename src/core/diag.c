@@ -103,31 +103,28 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
   for (int p = 0; p < n; p++) {
     if (p == comm->rank) continue;
     if (!got[p]) {
-      append(buf, len, " %d (no answer within %lld ms: busy outside mlcomm, hung or dead)", p,
-             (long long)comm->tuning.diag_ms);
+      append(buf, len, "%s %d (no answer within %lld ms: busy outside mlcomm, hung or dead)",
+             missing ? "," : "", p, (long long)comm->tuning.diag_ms);
       missing++;
     } else if ((uint64_t)r[p][R_STARTED] <= op->seq) {
-      append(buf, len, " %d (has started only %lld collectives, so not seq %llu)", p,
+      append(buf, len, "%s %d (has started only %lld collectives, so not seq %llu)",
+             missing ? "," : "", p,
              r[p][R_STARTED], (unsigned long long)op->seq);
       missing++;
     } else if (r[p][R_KIND] >= 0 && r[p][R_KIND] != (long long)op->kind) {
-      append(buf, len, " %d (called %s as seq %llu instead: collectives were called in a "
-             "different order)", p, mlcomm_op_kind_name((enum mlcomm_op_kind)r[p][R_KIND]),
+      append(buf, len, "%s %d (called %s as seq %llu instead: collectives were called in a "
+             "different order)", missing ? "," : "", p, mlcomm_op_kind_name((enum mlcomm_op_kind)r[p][R_KIND]),
              (unsigned long long)op->seq);
       missing++;
     }
   }
   if (missing == 0) append(buf, len, " none (every rank reached %s; MPI itself is stuck)", self);
   append(buf, len, "; arrived:");
-  int arrived = 0;
   for (int p = 0; p < n; p++) {
     bool there = p == comm->rank ||
                  (got[p] && (uint64_t)r[p][R_STARTED] > op->seq &&
                   (r[p][R_KIND] < 0 || r[p][R_KIND] == (long long)op->kind));
-    if (there) {
-      append(buf, len, " %d", p);
-      arrived++;
-    }
+    if (there) append(buf, len, " %d", p);
   }
 out:
   free(r);
