@@ -156,6 +156,8 @@ struct tuning_param {
 static const struct tuning_param tuning_params[] = {
     {"MLCOMM_MPI_RING_BYTES", 1 << 20, -1, INT64_MAX,
      offsetof(struct mlcomm_tuning, mpi_ring_bytes)},
+    {"MLCOMM_MPI_BINOMIAL_BYTES", 0, -1, INT64_MAX,
+     offsetof(struct mlcomm_tuning, mpi_binomial_bytes)},
     {"MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX,
      offsetof(struct mlcomm_tuning, mpi_chunk_elems)},
     {"MLCOMM_DIAG_MS", 1000, 0, 60000, offsetof(struct mlcomm_tuning, diag_ms)},

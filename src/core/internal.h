@@ -76,7 +76,8 @@ struct mlcomm_request {
 
 /* Tuning read from the environment at init (declared in config.c). */
 struct mlcomm_tuning {
-  int64_t mpi_ring_bytes;   /* allreduce at or above this uses libnbc's ring; -1 never */
+  int64_t mpi_ring_bytes;     /* allreduce at or above this uses libnbc's ring; -1 never */
+  int64_t mpi_binomial_bytes; /* reduce at or above this uses libnbc's binomial; -1 never */
   int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
   int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
 };

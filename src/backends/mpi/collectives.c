@@ -11,9 +11,6 @@
 #include "backends/mpi/mpi_internal.h"
 #include "collectives/reduce.h"
 
-/* libnbc's value for its ring iallreduce (coll_libnbc_iallreduce_algorithm). */
-#define LIBNBC_RING 1
-
 static bool chunkable(enum mlcomm_op_kind kind) {
   return kind == MLCOMM_OP_ALLREDUCE || kind == MLCOMM_OP_BROADCAST || kind == MLCOMM_OP_REDUCE;
 }
@@ -24,32 +21,6 @@ static mlcommResult_t mpi_fail(struct mpi_state *st, const struct mlcomm_op *op,
   snprintf(what, sizeof what, "%s (seq %llu): %s", mlcomm_op_kind_name(op->kind),
            (unsigned long long)op->seq, call);
   return mlcomm_mpi_error(st->comm, rc, what);
-}
-
-/* Open MPI picks a binomial tree for non-blocking allreduce on fewer than four ranks,
- * which moves twice the bytes of a ring; for large messages the ring is chosen here,
- * through MPI_T, for this one call. Every rank decides from the same size, as the
- * variable's scope requires. */
-static int iallreduce(struct mpi_state *st, const void *send, void *recv, size_t n,
-                      MPI_Datatype type, MPI_Op mop, MPI_Request *req) {
-  return MPI_Iallreduce(send, recv, (int)n, type, mop, st->comm->coll_comm, req);
-}
-
-static int issue_allreduce(struct mpi_state *st, const struct mlcomm_op *op, const void *send,
-                           void *recv, size_t n, MPI_Datatype type, MPI_Op mop,
-                           MPI_Request *req) {
-  int64_t bytes = (int64_t)(n * mlcomm_type_size(op->dtype));
-  int64_t ring_at = st->comm->tuning.mpi_ring_bytes;
-  bool ring = st->ring_cvar >= 0 && ring_at >= 0 && bytes >= ring_at &&
-              n >= (size_t)st->comm->nranks && st->comm->nranks > 1;
-  int saved = 0, want = LIBNBC_RING;
-  if (ring && MPI_T_cvar_read(st->ring_handle, &saved) == MPI_SUCCESS &&
-      MPI_T_cvar_write(st->ring_handle, &want) == MPI_SUCCESS) {
-    int rc = iallreduce(st, send, recv, n, type, mop, req);
-    MPI_T_cvar_write(st->ring_handle, &saved);
-    return rc;
-  }
-  return iallreduce(st, send, recv, n, type, mop, req);
 }
 
 static mlcommResult_t issue_next(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo) {
@@ -68,16 +39,27 @@ static mlcommResult_t issue_next(struct mpi_state *st, struct mlcomm_op *op, str
   switch (op->kind) {
   case MLCOMM_OP_ALLREDUCE:
     call = "MPI_Iallreduce";
-    rc = issue_allreduce(st, op, op->in_place ? MPI_IN_PLACE : send, recv, n, type, mop, &mo->req);
+    mpi_algo_push(st, MPI_ALGO_IALLREDUCE, op, n);
+    rc = MPI_Iallreduce(op->in_place ? MPI_IN_PLACE : send, recv, (int)n, type, mop, c, &mo->req);
+    mpi_algo_pop(st, MPI_ALGO_IALLREDUCE);
     break;
   case MLCOMM_OP_BROADCAST:
     call = "MPI_Ibcast";
-    rc = MPI_Ibcast(recv, (int)n, type, op->root, c, &mo->req);
+    if (root && !op->in_place) {
+      /* Root sends straight from sendbuff and fills its own recvbuff meanwhile:
+       * the copy overlaps the transfer instead of preceding it. */
+      rc = MPI_Ibcast((void *)send, (int)n, type, op->root, c, &mo->req);
+      if (rc == MPI_SUCCESS) memcpy(recv, send, n * tsize);
+    } else {
+      rc = MPI_Ibcast(recv, (int)n, type, op->root, c, &mo->req);
+    }
     break;
   case MLCOMM_OP_REDUCE:
     call = "MPI_Ireduce";
+    mpi_algo_push(st, MPI_ALGO_IREDUCE, op, n);
     if (root) rc = MPI_Ireduce(op->in_place ? MPI_IN_PLACE : send, recv, (int)n, type, mop, op->root, c, &mo->req);
     else rc = MPI_Ireduce(send, NULL, (int)n, type, mop, op->root, c, &mo->req);
+    mpi_algo_pop(st, MPI_ALGO_IREDUCE);
     break;
   case MLCOMM_OP_ALLGATHER:
     call = "MPI_Iallgather";
@@ -113,8 +95,6 @@ mlcommResult_t mpi_coll_start(struct mpi_state *st, struct mlcomm_op *op, struct
                         "for this collective; split the call",
                         mlcomm_op_kind_name(op->kind), op->count, INT_MAX);
   MLCOMM_CHECK(mpi_stage_in(st, op, mo));
-  if (op->kind == MLCOMM_OP_BROADCAST && op->root == st->comm->rank && !op->in_place)
-    memcpy(mo->recv, mo->send, op->count * tsize);
   if (op->kind == MLCOMM_OP_REDUCESCATTER && op->in_place) {
     mo->tmp = malloc(op->count * tsize);
     if (mo->tmp == NULL)

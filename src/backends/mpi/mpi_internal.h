@@ -15,11 +15,20 @@ struct mpi_held {
 
 struct mpi_recv; /* a pending receive, see p2p.c */
 
+/* Collectives whose libnbc algorithm the transport picks per call through MPI_T. */
+enum mpi_algo { MPI_ALGO_IALLREDUCE, MPI_ALGO_IREDUCE, MPI_ALGO_COUNT };
+
+struct mpi_algo_var {
+  bool found;
+  MPI_T_cvar_handle handle;
+  int saved;   /* the value to restore after the call */
+  bool pushed;
+};
+
 struct mpi_state {
   struct mlcomm_comm *comm;
   bool cuda_aware;
-  int ring_cvar;                /* MPI_T index of libnbc's iallreduce algorithm, or -1 */
-  MPI_T_cvar_handle ring_handle;
+  struct mpi_algo_var algo[MPI_ALGO_COUNT]; /* libnbc algorithm choices (algorithms.c) */
   struct mpi_held *held;        /* in arrival order */
   struct mpi_recv *recvs;       /* unmatched receives, in posting order */
 };
@@ -42,6 +51,15 @@ mlcommResult_t mpi_types_init(struct mlcomm_comm *comm);
 MPI_Datatype mpi_type(mlcommDataType_t dtype);
 /* The MPI op for redop on dtype; avg maps to sum (*finish_avg set). */
 MPI_Op mpi_op(mlcommDataType_t dtype, mlcommRedOp_t redop, bool *finish_avg);
+
+/* algorithms.c */
+void mpi_algo_init(struct mpi_state *st);
+void mpi_algo_fini(struct mpi_state *st);
+/* Selects libnbc's better algorithm for this one call when op qualifies; undone by
+ * mpi_algo_pop right after the MPI call is posted. */
+void mpi_algo_push(struct mpi_state *st, enum mpi_algo which, const struct mlcomm_op *op,
+                   size_t n);
+void mpi_algo_pop(struct mpi_state *st, enum mpi_algo which);
 
 /* collectives.c */
 mlcommResult_t mpi_coll_start(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo);

@@ -11,25 +11,15 @@ static bool mpi_available(struct mlcomm_comm *comm, const char **why) {
   return true;
 }
 
-/* Finds libnbc's iallreduce algorithm variable; absent on other MPIs, which is fine. */
-static void find_ring_cvar(struct mpi_state *st) {
-  int provided, index = -1, count = 0;
-  st->ring_cvar = -1;
-  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return;
-  if (MPI_T_cvar_get_index("coll_libnbc_iallreduce_algorithm", &index) != MPI_SUCCESS) return;
-  if (MPI_T_cvar_handle_alloc(index, NULL, &st->ring_handle, &count) != MPI_SUCCESS) return;
-  st->ring_cvar = index;
-}
-
 static mlcommResult_t mpi_init(struct mlcomm_comm *comm, void **state) {
   MLCOMM_CHECK(mpi_types_init(comm));
   struct mpi_state *st = calloc(1, sizeof *st);
   if (st == NULL) return mlcomm_error(comm, mlcommSystemError, "MPI transport: out of memory");
   st->comm = comm;
   st->cuda_aware = mpi_cuda_aware();
-  find_ring_cvar(st);
-  MLCOMM_INFO("MPI transport: CUDA-aware %s, libnbc ring selection %s", st->cuda_aware ? "yes" : "no",
-              st->ring_cvar >= 0 ? "available" : "unavailable");
+  mpi_algo_init(st);
+  MLCOMM_INFO("MPI transport: CUDA-aware %s, libnbc algorithm selection %s",
+              st->cuda_aware ? "yes" : "no", st->algo[0].found ? "available" : "unavailable");
   *state = st;
   return mlcommSuccess;
 }
@@ -37,7 +27,7 @@ static mlcommResult_t mpi_init(struct mlcomm_comm *comm, void **state) {
 static void mpi_fini(void *state) {
   struct mpi_state *st = state;
   mpi_p2p_fini(st);
-  if (st->ring_cvar >= 0) MPI_T_cvar_handle_free(&st->ring_handle);
+  mpi_algo_fini(st);
   free(st);
 }
 
