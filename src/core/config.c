@@ -154,8 +154,10 @@ struct tuning_param {
 };
 
 static const struct tuning_param tuning_params[] = {
-    {"MLCOMM_MPI_RING_BYTES", 1 << 20, -1, INT64_MAX,
+    {"MLCOMM_MPI_RING_BYTES", 4096, -1, INT64_MAX,
      offsetof(struct mlcomm_tuning, mpi_ring_bytes)},
+    {"MLCOMM_MPI_RD_MAX_BYTES", 512, 0, INT64_MAX,
+     offsetof(struct mlcomm_tuning, mpi_rd_max_bytes)},
     {"MLCOMM_MPI_BINOMIAL_BYTES", 0, -1, INT64_MAX,
      offsetof(struct mlcomm_tuning, mpi_binomial_bytes)},
     {"MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX,

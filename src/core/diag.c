@@ -71,7 +71,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
     MPI_Irecv(r[p], R_LEN, MPI_LONG_LONG, p, TAG_REPLY, comm->diag_comm, &rreq[p]);
     MPI_Isend(q, Q_LEN, MPI_LONG_LONG, p, TAG_QUERY, comm->diag_comm, &sreq[p]);
   }
-  double deadline = mlcomm_now_ms() + (double)comm->tuning.diag_ms;
+  double t0 = mlcomm_now_ms(), deadline = t0 + (double)comm->tuning.diag_ms;
   int pending = n - 1;
   for (uint64_t it = 0; pending > 0 && mlcomm_now_ms() < deadline; it++) {
     for (int p = 0; p < n; p++) {
@@ -84,7 +84,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
       }
     }
     mlcomm_diag_serve(comm); /* a peer may be timing out and asking us too */
-    mlcomm_backoff(it, 0);
+    mlcomm_backoff(it, mlcomm_now_ms() - t0);
   }
   for (int p = 0; p < n; p++) {
     if (rreq[p] != MPI_REQUEST_NULL) {

@@ -77,6 +77,7 @@ struct mlcomm_request {
 /* Tuning read from the environment at init (declared in config.c). */
 struct mlcomm_tuning {
   int64_t mpi_ring_bytes;     /* allreduce at or above this uses libnbc's ring; -1 never */
+  int64_t mpi_rd_max_bytes;   /* allreduce below this uses libnbc's recursive doubling */
   int64_t mpi_binomial_bytes; /* reduce at or above this uses libnbc's binomial; -1 never */
   int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
   int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
@@ -193,10 +194,8 @@ enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
 const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
 
 /* ---- topology (topology.c) */
-int mlcomm_usable_cores(void);
-/* Collective over comm: notes whether this node runs more ranks than cores. */
+/* Collective over comm: reports the ranks and CPUs of this node (MLCOMM_DEBUG=INFO). */
 void mlcomm_topology_note(MPI_Comm comm);
-bool mlcomm_oversubscribed(void);
 
 /* ---- timeout diagnosis (diag.c) */
 /* Answers peers' "where are you?" queries; cheap, called while waiting. */

@@ -1,56 +1,61 @@
 /*
- * How many cores this process can really run on, and whether the node is
- * oversubscribed (more ranks than cores, as with mpirun --oversubscribe). An
- * oversubscribed rank must not spin while it waits: the peer it waits for may need
- * its core. hwloc counts cores in the allowed cpuset; without it, the affinity mask.
+ * Whether this node runs more ranks than the CPUs they may use (mpirun
+ * --oversubscribe, or several ranks bound to one core), reported at MLCOMM_DEBUG=INFO
+ * with a warning, since every timing is then a measure of the scheduler. Each rank's
+ * affinity mask only shows its own binding (mpirun binds one rank per core), so the
+ * masks of every rank on the node are OR-ed together first. hwloc then tells how many
+ * cores and NUMA nodes that set spans, for the report.
  */
 #include <sched.h>
 #include <stdbool.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/internal.h"
 
 #if MLCOMM_HAVE_HWLOC
 #include <hwloc.h>
+#include <hwloc/glibc-sched.h>
 #endif
 
-static int cached_cores;
-static bool oversubscribed;
-
-int mlcomm_usable_cores(void) {
-  if (cached_cores > 0) return cached_cores;
-  int cores = 0;
+/* Cores and NUMA nodes the CPU set spans (0 when hwloc is not in the build). */
+static void describe(const cpu_set_t *set, int *cores, int *numa) {
+  *cores = *numa = 0;
 #if MLCOMM_HAVE_HWLOC
   hwloc_topology_t topo;
-  if (hwloc_topology_init(&topo) == 0) {
-    if (hwloc_topology_load(topo) == 0) {
-      int depth = hwloc_get_type_depth(topo, HWLOC_OBJ_CORE);
-      if (depth >= 0) cores = hwloc_get_nbobjs_by_depth(topo, (unsigned)depth);
+  if (hwloc_topology_init(&topo) != 0) return;
+  if (hwloc_topology_load(topo) == 0) {
+    hwloc_bitmap_t bits = hwloc_bitmap_alloc();
+    if (bits && hwloc_cpuset_from_glibc_sched_affinity(topo, bits, set, sizeof *set) == 0) {
+      *cores = hwloc_get_nbobjs_inside_cpuset_by_type(topo, bits, HWLOC_OBJ_CORE);
+      *numa = hwloc_get_nbobjs_inside_cpuset_by_type(topo, bits, HWLOC_OBJ_NUMANODE);
     }
-    hwloc_topology_destroy(topo);
+    hwloc_bitmap_free(bits);
   }
+  hwloc_topology_destroy(topo);
+#else
+  (void)set;
 #endif
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    int allowed = CPU_COUNT(&set);
-    if (cores <= 0 || allowed < cores) cores = allowed;
-  }
-  if (cores <= 0) cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  cached_cores = cores > 0 ? cores : 1;
-  return cached_cores;
 }
 
 void mlcomm_topology_note(MPI_Comm comm) {
   MPI_Comm node;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+    return;
   int local = 1;
-  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-    MPI_Comm_size(node, &local);
-    MPI_Comm_free(&node);
-  }
-  int cores = mlcomm_usable_cores();
-  if (local > cores) oversubscribed = true;
-  MLCOMM_INFO("%d rank(s) of this communicator on this node, %d usable core(s)%s", local, cores,
-              local > cores ? ": oversubscribed, waits yield at once" : "");
+  MPI_Comm_size(node, &local);
+  cpu_set_t mine, all;
+  CPU_ZERO(&mine);
+  if (sched_getaffinity(0, sizeof mine, &mine) != 0) CPU_SET(0, &mine);
+  /* cpu_set_t is an array of unsigned longs: OR them across the node's ranks. */
+  int words = (int)(sizeof mine / sizeof(unsigned long));
+  if (MPI_Allreduce(&mine, &all, words, MPI_UNSIGNED_LONG, MPI_BOR, node) != MPI_SUCCESS)
+    memcpy(&all, &mine, sizeof all);
+  MPI_Comm_free(&node);
+  int cpus = CPU_COUNT(&all), cores, numa;
+  describe(&all, &cores, &numa);
+  MLCOMM_INFO("%d rank(s) of this communicator on this node share %d CPU(s) (%d core(s), %d "
+              "NUMA node(s) per hwloc)%s",
+              local, cpus, cores, numa,
+              local > cpus ? ": oversubscribed, timings measure the scheduler" : "");
 }
-
-bool mlcomm_oversubscribed(void) { return oversubscribed; }
