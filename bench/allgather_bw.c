@@ -5,47 +5,47 @@
  */
 #include "harness.h"
 
-static void counts(hbCall *c) {
-  c->sendCount = c->count / (size_t)c->nranks;
-  c->recvCount = c->count;
-  c->checkCount = c->count;
+static void counts(struct hb_call *c) {
+  c->send_count = c->count / (size_t)c->nranks;
+  c->recv_count = c->count;
+  c->check_count = c->count;
 }
 
-static mlcommResult_t run(const hbCall *c) {
+static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
-    return mlcommAllGather(c->sendbuff, c->recvbuff, c->sendCount, c->type, c->comm);
+    return mlcommAllGather(c->sendbuff, c->recvbuff, c->send_count, c->type, c->comm);
   mlcommRequest_t req;
-  return hbWait(mlcommAllGatherAsync(c->sendbuff, c->recvbuff, c->sendCount, c->type, c->comm,
-                                     &req),
-                &req);
+  return hb_wait(mlcommAllGatherAsync(c->sendbuff, c->recvbuff, c->send_count, c->type, c->comm,
+                                      &req),
+                 &req);
 }
 
-static int runMpi(const hbCall *c) {
-  int n = (int)c->sendCount;
+static int run_mpi(const struct hb_call *c) {
+  int n = (int)c->send_count;
   if (!c->async)
-    return MPI_Allgather(c->sendbuff, n, c->mpiType, c->recvbuff, n, c->mpiType, c->mpiComm);
+    return MPI_Allgather(c->sendbuff, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Iallgather(c->sendbuff, n, c->mpiType, c->recvbuff, n, c->mpiType, c->mpiComm,
+  int err = MPI_Iallgather(c->sendbuff, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm,
                            &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
-/* element i of the result is element i % sendCount of rank i / sendCount's input */
-static int64_t expected(const hbCall *c, size_t i) {
-  return hbInput(c, (int)(i / c->sendCount), i % c->sendCount);
+/* element i of the result is element i % send_count of rank i / send_count's input */
+static int64_t expected(const struct hb_call *c, size_t i) {
+  return hb_input(c, (int)(i / c->send_count), i % c->send_count);
 }
 
-static const hbCollective kAllGather = {
+static const struct hb_collective allgather_bw = {
     .bench = "allgather_bw",
     .call = "mlcommAllGather",
-    .usesOp = 0,
-    .usesRoot = 0,
+    .uses_op = 0,
+    .uses_root = 0,
     .blocked = 1,
-    .busbwFactor = hbFactorGather,
+    .busbw_factor = hb_factor_gather,
     .counts = counts,
     .run = run,
-    .runMpi = runMpi,
+    .run_mpi = run_mpi,
     .expected = expected,
 };
 
-int main(int argc, char **argv) { return hbMain(argc, argv, &kAllGather); }
+int main(int argc, char **argv) { return hb_main(argc, argv, &allgather_bw); }

@@ -5,44 +5,44 @@
  */
 #include "harness.h"
 
-static void counts(hbCall *c) {
-  c->sendCount = c->count;
-  c->recvCount = c->count;
-  c->checkCount = c->count;
+static void counts(struct hb_call *c) {
+  c->send_count = c->count;
+  c->recv_count = c->count;
+  c->check_count = c->count;
 }
 
-static mlcommResult_t run(const hbCall *c) {
+static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommAllReduce(c->sendbuff, c->recvbuff, c->count, c->type, c->op, c->comm);
   mlcommRequest_t req;
-  return hbWait(mlcommAllReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op,
-                                     c->comm, &req),
-                &req);
+  return hb_wait(mlcommAllReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op,
+                                      c->comm, &req),
+                 &req);
 }
 
-static int runMpi(const hbCall *c) {
+static int run_mpi(const struct hb_call *c) {
   if (!c->async)
-    return MPI_Allreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpiType, c->mpiOp,
-                         c->mpiComm);
+    return MPI_Allreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
+                         c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Iallreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpiType, c->mpiOp,
-                           c->mpiComm, &req);
+  int err = MPI_Iallreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
+                           c->mpi_comm, &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
-static int64_t expected(const hbCall *c, size_t i) { return hbReduced(c, i); }
+static int64_t expected(const struct hb_call *c, size_t i) { return hb_reduced(c, i); }
 
-static const hbCollective kAllReduce = {
+static const struct hb_collective allreduce_bw = {
     .bench = "allreduce_bw",
     .call = "mlcommAllReduce",
-    .usesOp = 1,
-    .usesRoot = 0,
+    .uses_op = 1,
+    .uses_root = 0,
     .blocked = 0,
-    .busbwFactor = hbFactorAllReduce,
+    .busbw_factor = hb_factor_allreduce,
     .counts = counts,
     .run = run,
-    .runMpi = runMpi,
+    .run_mpi = run_mpi,
     .expected = expected,
 };
 
-int main(int argc, char **argv) { return hbMain(argc, argv, &kAllReduce); }
+int main(int argc, char **argv) { return hb_main(argc, argv, &allreduce_bw); }

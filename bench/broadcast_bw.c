@@ -5,45 +5,45 @@
  */
 #include "harness.h"
 
-static void counts(hbCall *c) {
-  c->sendCount = c->count;
-  c->recvCount = c->count;
-  c->checkCount = c->count;
+static void counts(struct hb_call *c) {
+  c->send_count = c->count;
+  c->recv_count = c->count;
+  c->check_count = c->count;
 }
 
-static mlcommResult_t run(const hbCall *c) {
+static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommBroadcast(c->sendbuff, c->recvbuff, c->count, c->type, c->root, c->comm);
   mlcommRequest_t req;
-  return hbWait(mlcommBroadcastAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->root,
-                                     c->comm, &req),
-                &req);
+  return hb_wait(mlcommBroadcastAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->root,
+                                      c->comm, &req),
+                 &req);
 }
 
 /* MPI_Bcast is in place. To move the same bytes from the same buffers as mlcomm, root
  * broadcasts straight from sendbuff (MPI only reads it there) and the others receive
  * into recvbuff; root's copy into its own recvbuff is left out, as MPI has none. */
-static int runMpi(const hbCall *c) {
+static int run_mpi(const struct hb_call *c) {
   void *buf = c->rank == c->root ? c->sendbuff : c->recvbuff;
-  if (!c->async) return MPI_Bcast(buf, (int)c->count, c->mpiType, c->root, c->mpiComm);
+  if (!c->async) return MPI_Bcast(buf, (int)c->count, c->mpi_type, c->root, c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Ibcast(buf, (int)c->count, c->mpiType, c->root, c->mpiComm, &req);
+  int err = MPI_Ibcast(buf, (int)c->count, c->mpi_type, c->root, c->mpi_comm, &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
-static int64_t expected(const hbCall *c, size_t i) { return hbInput(c, c->root, i); }
+static int64_t expected(const struct hb_call *c, size_t i) { return hb_input(c, c->root, i); }
 
-static const hbCollective kBroadcast = {
+static const struct hb_collective broadcast_bw = {
     .bench = "broadcast_bw",
     .call = "mlcommBroadcast",
-    .usesOp = 0,
-    .usesRoot = 1,
+    .uses_op = 0,
+    .uses_root = 1,
     .blocked = 0,
-    .busbwFactor = hbFactorOne,
+    .busbw_factor = hb_factor_one,
     .counts = counts,
     .run = run,
-    .runMpi = runMpi,
+    .run_mpi = run_mpi,
     .expected = expected,
 };
 
-int main(int argc, char **argv) { return hbMain(argc, argv, &kBroadcast); }
+int main(int argc, char **argv) { return hb_main(argc, argv, &broadcast_bw); }

@@ -5,49 +5,49 @@
  */
 #include "harness.h"
 
-static void counts(hbCall *c) {
-  c->sendCount = c->count;
-  c->recvCount = c->count / (size_t)c->nranks;
-  c->checkCount = c->recvCount;
+static void counts(struct hb_call *c) {
+  c->send_count = c->count;
+  c->recv_count = c->count / (size_t)c->nranks;
+  c->check_count = c->recv_count;
 }
 
-static mlcommResult_t run(const hbCall *c) {
+static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
-    return mlcommReduceScatter(c->sendbuff, c->recvbuff, c->recvCount, c->type, c->op,
+    return mlcommReduceScatter(c->sendbuff, c->recvbuff, c->recv_count, c->type, c->op,
                                c->comm);
   mlcommRequest_t req;
-  return hbWait(mlcommReduceScatterAsync(c->sendbuff, c->recvbuff, c->recvCount, c->type,
-                                         c->op, c->comm, &req),
-                &req);
+  return hb_wait(mlcommReduceScatterAsync(c->sendbuff, c->recvbuff, c->recv_count, c->type,
+                                          c->op, c->comm, &req),
+                 &req);
 }
 
-static int runMpi(const hbCall *c) {
-  int n = (int)c->recvCount;
+static int run_mpi(const struct hb_call *c) {
+  int n = (int)c->recv_count;
   if (!c->async)
-    return MPI_Reduce_scatter_block(c->sendbuff, c->recvbuff, n, c->mpiType, c->mpiOp,
-                                    c->mpiComm);
+    return MPI_Reduce_scatter_block(c->sendbuff, c->recvbuff, n, c->mpi_type, c->mpi_op,
+                                    c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Ireduce_scatter_block(c->sendbuff, c->recvbuff, n, c->mpiType, c->mpiOp,
-                                      c->mpiComm, &req);
+  int err = MPI_Ireduce_scatter_block(c->sendbuff, c->recvbuff, n, c->mpi_type, c->mpi_op,
+                                      c->mpi_comm, &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
-/* element i of this rank's block is element rank*recvCount + i of the full reduction */
-static int64_t expected(const hbCall *c, size_t i) {
-  return hbReduced(c, (size_t)c->rank * c->recvCount + i);
+/* element i of this rank's block is element rank*recv_count + i of the full reduction */
+static int64_t expected(const struct hb_call *c, size_t i) {
+  return hb_reduced(c, (size_t)c->rank * c->recv_count + i);
 }
 
-static const hbCollective kReduceScatter = {
+static const struct hb_collective reduce_scatter_bw = {
     .bench = "reduce_scatter_bw",
     .call = "mlcommReduceScatter",
-    .usesOp = 1,
-    .usesRoot = 0,
+    .uses_op = 1,
+    .uses_root = 0,
     .blocked = 1,
-    .busbwFactor = hbFactorGather,
+    .busbw_factor = hb_factor_gather,
     .counts = counts,
     .run = run,
-    .runMpi = runMpi,
+    .run_mpi = run_mpi,
     .expected = expected,
 };
 
-int main(int argc, char **argv) { return hbMain(argc, argv, &kReduceScatter); }
+int main(int argc, char **argv) { return hb_main(argc, argv, &reduce_scatter_bw); }

@@ -5,16 +5,16 @@
  */
 #include "harness.h"
 
-static int next(const hbCall *c) { return (c->rank + 1) % c->nranks; }
-static int prev(const hbCall *c) { return (c->rank - 1 + c->nranks) % c->nranks; }
+static int next(const struct hb_call *c) { return (c->rank + 1) % c->nranks; }
+static int prev(const struct hb_call *c) { return (c->rank - 1 + c->nranks) % c->nranks; }
 
-static void counts(hbCall *c) {
-  c->sendCount = c->count;
-  c->recvCount = c->count;
-  c->checkCount = c->count;
+static void counts(struct hb_call *c) {
+  c->send_count = c->count;
+  c->recv_count = c->count;
+  c->check_count = c->count;
 }
 
-static mlcommResult_t run(const hbCall *c) {
+static mlcommResult_t run(const struct hb_call *c) {
   mlcommRequest_t req[2] = {MLCOMM_REQUEST_NULL, MLCOMM_REQUEST_NULL};
   mlcommResult_t rc = mlcommGroupStart();
   if (rc != mlcommSuccess) return rc;
@@ -33,30 +33,30 @@ static mlcommResult_t run(const hbCall *c) {
   return mlcommWaitAll(2, req, NULL);
 }
 
-static int runMpi(const hbCall *c) {
+static int run_mpi(const struct hb_call *c) {
   int n = (int)c->count;
   if (!c->async)
-    return MPI_Sendrecv(c->sendbuff, n, c->mpiType, next(c), 0, c->recvbuff, n, c->mpiType,
-                        prev(c), 0, c->mpiComm, MPI_STATUS_IGNORE);
+    return MPI_Sendrecv(c->sendbuff, n, c->mpi_type, next(c), 0, c->recvbuff, n, c->mpi_type,
+                        prev(c), 0, c->mpi_comm, MPI_STATUS_IGNORE);
   MPI_Request req[2];
-  MPI_Irecv(c->recvbuff, n, c->mpiType, prev(c), 0, c->mpiComm, &req[0]);
-  MPI_Isend(c->sendbuff, n, c->mpiType, next(c), 0, c->mpiComm, &req[1]);
+  MPI_Irecv(c->recvbuff, n, c->mpi_type, prev(c), 0, c->mpi_comm, &req[0]);
+  MPI_Isend(c->sendbuff, n, c->mpi_type, next(c), 0, c->mpi_comm, &req[1]);
   return MPI_Waitall(2, req, MPI_STATUSES_IGNORE);
 }
 
-static int64_t expected(const hbCall *c, size_t i) { return hbInput(c, prev(c), i); }
+static int64_t expected(const struct hb_call *c, size_t i) { return hb_input(c, prev(c), i); }
 
-static const hbCollective kSendRecv = {
+static const struct hb_collective sendrecv_bw = {
     .bench = "sendrecv_bw",
     .call = "mlcommSend/mlcommRecv",
-    .usesOp = 0,
-    .usesRoot = 0,
+    .uses_op = 0,
+    .uses_root = 0,
     .blocked = 0,
-    .busbwFactor = hbFactorOne,
+    .busbw_factor = hb_factor_one,
     .counts = counts,
     .run = run,
-    .runMpi = runMpi,
+    .run_mpi = run_mpi,
     .expected = expected,
 };
 
-int main(int argc, char **argv) { return hbMain(argc, argv, &kSendRecv); }
+int main(int argc, char **argv) { return hb_main(argc, argv, &sendrecv_bw); }

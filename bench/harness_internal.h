@@ -1,0 +1,90 @@
+/*
+ * harness_internal.h - what the harness files share among themselves; the benchmarks see
+ * only harness.h.
+ *
+ *   args.c      the names -d/-o/-t accept, flag parsing, usage and its error messages
+ *   patterns.c  the data each rank sends, what each rank must receive, and the check
+ *   report.c    the table on stdout, its footer and the --json file (rank 0 only)
+ *   harness.c   communicator, buffers, the timing loop and the per-size driver (hb_main)
+ */
+#ifndef MLCOMM_BENCH_HARNESS_INTERNAL_H
+#define MLCOMM_BENCH_HARNESS_INTERNAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "harness.h"
+
+/* ---------------------------------------------------------------- names (args.c) */
+
+struct hb_type_info {
+  const char *name;  /* printed name */
+  const char *alias; /* also accepted by -d, or NULL */
+  mlcommDataType_t type;
+  size_t size;
+};
+
+const struct hb_type_info *hb_type(mlcommDataType_t t);
+const char *hb_op_name(mlcommRedOp_t op);
+/* "?" for a value the table does not know */
+const char *hb_transport_name(int transport);
+
+/* ---------------------------------------------------------------- flags (args.c) */
+
+struct hb_args {
+  size_t min_bytes, max_bytes, factor;
+  mlcommDataType_t type;
+  mlcommRedOp_t op;
+  int root, iters, warmup, check;
+  int transport; /* -1: -t not given, the library's default / MLCOMM_TRANSPORT applies */
+  int vs_mpi, async;
+  const char *json_path;
+};
+
+/* Returns 0 to run, 1 after -h, 2 on a bad flag. Every rank parses the same argv and
+ * reaches the same verdict, so all exit together without talking; only rank 0
+ * (talk != 0) prints. */
+int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int nranks,
+                  int talk, struct hb_args *a);
+
+/* ---------------------------------------------------------------- data (patterns.c) */
+
+void hb_fill_inputs(const struct hb_call *c);
+void hb_fill_sentinel(const struct hb_call *c);
+/* elements of recvbuff (of check_count) that differ from coll->expected() */
+uint64_t hb_count_wrong(const struct hb_call *c);
+
+/* ---------------------------------------------------------------- output (report.c) */
+
+/* One line of the table. */
+struct hb_row {
+  size_t size, count;
+  int root;
+  double us, algbw, busbw;
+  uint64_t wrong;
+  int have_mpi;
+  double mpi_us, mpi_busbw, ratio;
+};
+
+/* What rank 0 prints and writes. The rows are kept for the averages and the JSON file. */
+struct hb_report {
+  const struct hb_collective *coll;
+  const struct hb_args *args;
+  int nranks;
+  const char *version, *transport;
+  struct hb_row *rows;
+  size_t nrows, cap;
+  double avg_busbw, avg_ratio; /* set by hb_report_footer */
+};
+
+void hb_report_header(const struct hb_report *r);
+/* keeps the row and prints it; out of memory takes the job down */
+void hb_report_row(struct hb_report *r, const struct hb_row *row);
+/* computes the averages and prints the two (with --vs-mpi three) footer lines */
+void hb_report_footer(struct hb_report *r, uint64_t wrong_total);
+/* returns 0, or -1 when writing failed */
+int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
+                   const char *status);
+void hb_report_free(struct hb_report *r);
+
+#endif /* MLCOMM_BENCH_HARNESS_INTERNAL_H */

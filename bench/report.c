@@ -1,0 +1,152 @@
+/*
+ * report.c - what rank 0 prints and writes: the table on stdout, in nccl-tests' layout
+ * (sizes, algbw/busbw, "#wrong", the two footer lines) so that numbers can be read side by
+ * side with theirs, and the same rows as JSON for scripts.
+ */
+#include "harness_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *type_name(const struct hb_report *r) { return hb_type(r->args->type)->name; }
+
+static const char *op_name(const struct hb_report *r) {
+  return r->coll->uses_op ? hb_op_name(r->args->op) : "none";
+}
+
+void hb_report_header(const struct hb_report *r) {
+  const struct hb_args *a = r->args;
+  printf("# mlcomm %s bench: %s\n", r->version, r->coll->bench);
+  printf("# nranks %d, transport %s, type %s, op %s, iters %d, warmup %d, check %d%s\n",
+         r->nranks, r->transport, type_name(r), op_name(r), a->iters, a->warmup, a->check,
+         a->async ? ", async 1" : "");
+  /* two header lines as in nccl-tests: names, then units */
+  char line[256];
+  int len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "size",
+                     "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong");
+  if (a->vs_mpi)
+    snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "mpi_us", "mpi_busbw",
+             "ratio");
+  printf("%s\n", line);
+  len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "(B)",
+                 "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "");
+  if (a->vs_mpi)
+    snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "(us)", "(GB/s)", "");
+  len = (int)strlen(line);
+  while (len > 0 && line[len - 1] == ' ') line[--len] = '\0'; /* no trailing blanks */
+  printf("%s\n", line);
+  fflush(stdout);
+}
+
+void hb_report_row(struct hb_report *r, const struct hb_row *row) {
+  const struct hb_args *a = r->args;
+  if (r->nrows == r->cap) {
+    r->cap = r->cap ? 2 * r->cap : 32;
+    struct hb_row *grown = realloc(r->rows, r->cap * sizeof *r->rows);
+    if (!grown) {
+      fprintf(stderr, "%s: out of memory for the result table\n", r->coll->bench);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    r->rows = grown;
+  }
+  r->rows[r->nrows++] = *row;
+  char wrong_text[24] = "N/A";
+  if (a->check) snprintf(wrong_text, sizeof wrong_text, "%llu", (unsigned long long)row->wrong);
+  printf("%12zu %12zu %9s %6s %5d %10.2f %8.2f %8.2f %7s", row->size, row->count,
+         type_name(r), op_name(r), row->root, row->us, row->algbw, row->busbw, wrong_text);
+  if (a->vs_mpi) {
+    if (row->have_mpi)
+      printf(" %10.2f %10.2f %7.2f", row->mpi_us, row->mpi_busbw, row->ratio);
+    else
+      printf(" %10s %10s %7s", "-", "-", "-");
+  }
+  printf("\n");
+  fflush(stdout);
+}
+
+void hb_report_footer(struct hb_report *r, uint64_t wrong_total) {
+  double sum_ratio = 0.0;
+  size_t n_ratio = 0;
+  r->avg_busbw = 0.0;
+  r->avg_ratio = NAN;
+  for (size_t k = 0; k < r->nrows; k++) {
+    r->avg_busbw += r->rows[k].busbw;
+    if (r->rows[k].have_mpi && r->rows[k].size >= ((size_t)1 << 20)) {
+      sum_ratio += r->rows[k].ratio;
+      n_ratio++;
+    }
+  }
+  if (r->nrows) r->avg_busbw /= (double)r->nrows;
+  if (n_ratio) r->avg_ratio = sum_ratio / (double)n_ratio;
+
+  printf("# Out of bounds values : %llu %s\n", (unsigned long long)wrong_total,
+         wrong_total ? "FAILED" : "OK");
+  printf("# Avg bus bandwidth    : %.4f\n", r->avg_busbw);
+  if (r->args->vs_mpi) {
+    if (n_ratio)
+      printf("# Avg ratio (>=1MiB)   : %.4f\n", r->avg_ratio);
+    else
+      printf("# Avg ratio (>=1MiB)   : -\n");
+  }
+  fflush(stdout);
+}
+
+/* JSON has no NaN or infinity: a number that is not finite is written as null. */
+static void json_number(FILE *f, const char *key, double v, const char *fmt, int last) {
+  fprintf(f, "\"%s\": ", key);
+  if (isfinite(v))
+    fprintf(f, fmt, v);
+  else
+    fprintf(f, "null");
+  fprintf(f, last ? "" : ", ");
+}
+
+int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
+                   const char *status) {
+  const struct hb_collective *coll = r->coll;
+  const struct hb_args *a = r->args;
+  const char *tname = type_name(r);
+  const char *oname = op_name(r);
+  fprintf(f, "{\n  \"bench\": \"%s\",\n  \"version\": \"%s\",\n  \"nranks\": %d,\n", coll->bench,
+          r->version, r->nranks);
+  fprintf(f, "  \"transport\": \"%s\",\n  \"type\": \"%s\",\n  \"op\": \"%s\",\n", r->transport,
+          tname, oname);
+  fprintf(f, "  \"root\": %d,\n  \"iters\": %d,\n  \"warmup\": %d,\n  \"check\": %d,\n",
+          coll->uses_root ? a->root : -1, a->iters, a->warmup, a->check);
+  fprintf(f, "  \"async\": %d,\n  \"vs_mpi\": %d,\n  \"rows\": [", a->async, a->vs_mpi);
+  for (size_t k = 0; k < r->nrows; k++) {
+    const struct hb_row *row = &r->rows[k];
+    fprintf(f, "%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
+               "\"root\": %d, ",
+            k ? "," : "", row->size, row->count, tname, oname, row->root);
+    json_number(f, "time_us", row->us, "%.3f", 0);
+    json_number(f, "algbw", row->algbw, "%.6f", 0);
+    json_number(f, "busbw", row->busbw, "%.6f", 0);
+    if (a->check)
+      fprintf(f, "\"wrong\": %llu", (unsigned long long)row->wrong);
+    else
+      fprintf(f, "\"wrong\": null");
+    if (a->vs_mpi) {
+      fprintf(f, ", ");
+      json_number(f, "mpi_us", row->have_mpi ? row->mpi_us : NAN, "%.3f", 0);
+      json_number(f, "mpi_busbw", row->have_mpi ? row->mpi_busbw : NAN, "%.6f", 0);
+      json_number(f, "ratio", row->have_mpi ? row->ratio : NAN, "%.4f", 1);
+    }
+    fprintf(f, "}");
+  }
+  fprintf(f, "%s],\n  \"wrong_total\": %llu,\n  ", r->nrows ? "\n  " : "",
+          (unsigned long long)wrong_total);
+  json_number(f, "avg_busbw", r->avg_busbw, "%.6f", 1);
+  fprintf(f, ",\n  ");
+  json_number(f, "avg_ratio_1mib", a->vs_mpi ? r->avg_ratio : NAN, "%.4f", 1);
+  fprintf(f, ",\n  \"status\": \"%s\"\n}\n", status);
+  return ferror(f) ? -1 : 0;
+}
+
+void hb_report_free(struct hb_report *r) {
+  free(r->rows);
+  r->rows = NULL;
+  r->nrows = r->cap = 0;
+}
