@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -389,6 +390,58 @@ static void empty_messages(void)
   section_end();
 }
 
+/* Receives posted earlier take messages first, even when the messages arrive while
+ * both receives are pending (the sender pauses between them), and a message a probe
+ * reported goes to the next matching receive, not to an earlier pending one with a
+ * different pattern. Both raced before matching drained arrivals in one step. */
+static void posting_order_under_arrival(void)
+{
+  tc_section("posting order kept while messages arrive; probe reports what Recv gets");
+  if (tc_nranks < 2) return;
+  enum { ITERS = 12 };
+  int bad_order = 0, bad_probe = 0;
+  for (int it = 0; it < ITERS; it++) {
+    if (tc_rank == 1) {
+      int32_t a = 1, b = 2;
+      CHECK_OK(mlcommBarrier(tc_comm));
+      usleep(2000);
+      CHECK_OK(mlcommSend(&a, 1, mlcommInt32, 0, 5, tc_comm));
+      usleep(2000);
+      CHECK_OK(mlcommSend(&b, 1, mlcommInt32, 0, 5, tc_comm));
+      /* Probe race: a 4-byte message with tag 6, then an 8-byte one with tag 5. */
+      usleep(2000);
+      int32_t c = 3, d[2] = {4, 4};
+      CHECK_OK(mlcommSend(&c, 1, mlcommInt32, 0, 6, tc_comm));
+      CHECK_OK(mlcommSend(d, 2, mlcommInt32, 0, 5, tc_comm));
+    } else if (tc_rank == 0) {
+      int32_t x = 0, y = 0;
+      mlcommRequest_t r[2];
+      CHECK_OK(mlcommRecvAsync(&x, 1, mlcommInt32, MLCOMM_ANY_SOURCE, MLCOMM_ANY_TAG, tc_comm, &r[0]));
+      CHECK_OK(mlcommRecvAsync(&y, 1, mlcommInt32, 1, 5, tc_comm, &r[1]));
+      CHECK_OK(mlcommBarrier(tc_comm));
+      CHECK_OK(mlcommWaitAll(2, r, NULL));
+      bad_order += x != 1 || y != 2;
+      /* A pending any-tag receive, then a probe for tag 5: the probe must report the
+       * message the next Recv(tag 5) gets, while the pending one takes tag 6. */
+      int32_t pending = 0, got[2] = {0, 0};
+      mlcommRequest_t rp;
+      CHECK_OK(mlcommRecvAsync(&pending, 1, mlcommInt32, 1, MLCOMM_ANY_TAG, tc_comm, &rp));
+      mlcommStatus_t st = {0, 0, 0}, st2 = {0, 0, 0};
+      CHECK_OK(mlcommProbe(1, 5, tc_comm, &st));
+      CHECK_OK(mlcommRecv(got, 2, mlcommInt32, MLCOMM_ANY_SOURCE, 5, tc_comm, &st2));
+      CHECK_OK(mlcommWait(&rp, NULL));
+      bad_probe += st.bytes != st2.bytes || st2.bytes != 8 || got[0] != 4 || pending != 3;
+    } else {
+      CHECK_OK(mlcommBarrier(tc_comm));
+    }
+  }
+  CHECK(bad_order == 0, "%d of %d rounds: a later-posted receive took the first message",
+        bad_order, ITERS);
+  CHECK(bad_probe == 0, "%d of %d rounds: the probed message did not go to the next Recv",
+        bad_probe, ITERS);
+  section_end();
+}
+
 int main(int argc, char **argv)
 {
   tc_init(&argc, &argv);
@@ -397,6 +450,7 @@ int main(int argc, char **argv)
   iprobe_polling();
   wildcards();
   ordering();
+  posting_order_under_arrival();
   too_small();
   group_ring();
   async_p2p();

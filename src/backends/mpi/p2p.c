@@ -17,7 +17,8 @@ struct mpi_recv {
   struct mlcomm_op *op;
   struct mpi_op *mo;
   bool matched;
-  mlcommResult_t refused; /* set when the matched message did not fit */
+  mlcommResult_t refused; /* set when the matched message did not fit or MPI failed */
+  char why[320];          /* its sentence, reported when this receive completes */
   struct mpi_recv *next;
 };
 
@@ -52,40 +53,45 @@ static void held_append(struct mpi_state *st, struct mpi_held *h) {
   *p = h;
 }
 
-/* Asks MPI for the next message matching src/tag and holds it. */
-static mlcommResult_t improbe(struct mpi_state *st, int src, int tag, struct mpi_held **out) {
-  int flag = 0;
-  MPI_Message msg;
-  MPI_Status status;
-  *out = NULL;
-  MLCOMM_MPI_CHECK(st->comm, MPI_Improbe(src == MLCOMM_ANY_SOURCE ? MPI_ANY_SOURCE : src,
-                                         tag == MLCOMM_ANY_TAG ? MPI_ANY_TAG : tag,
-                                         st->comm->p2p_comm, &flag, &msg, &status));
-  if (!flag) return mlcommSuccess;
-  int bytes = 0;
-  MPI_Get_count(&status, MPI_BYTE, &bytes);
-  struct mpi_held *h = malloc(sizeof *h);
-  if (h == NULL) return mlcomm_error(st->comm, mlcommSystemError, "out of memory holding a message");
-  *h = (struct mpi_held){.msg = msg, .source = status.MPI_SOURCE, .tag = status.MPI_TAG,
-                         .bytes = (size_t)bytes};
-  held_append(st, h);
-  *out = h;
-  return mlcommSuccess;
+/* Moves every message that has arrived into the held list, in arrival order. Matching
+ * then happens against that list alone, so receives take messages in the order they
+ * were posted: were each receive to ask MPI for its own pattern in turn, a message
+ * arriving between two such questions would go to the later receive. */
+static mlcommResult_t drain(struct mpi_state *st) {
+  for (;;) {
+    struct mpi_held *h = malloc(sizeof *h); /* before matching: a match cannot be undone */
+    if (h == NULL) return mlcomm_error(st->comm, mlcommSystemError, "out of memory holding a message");
+    int flag = 0;
+    MPI_Status status;
+    int rc = MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, st->comm->p2p_comm, &flag, &h->msg, &status);
+    if (rc != MPI_SUCCESS || !flag) {
+      free(h);
+      if (rc != MPI_SUCCESS) return mlcomm_mpi_error(st->comm, rc, "MPI_Improbe");
+      return mlcommSuccess;
+    }
+    int bytes = 0;
+    MPI_Get_count(&status, MPI_BYTE, &bytes);
+    h->source = status.MPI_SOURCE;
+    h->tag = status.MPI_TAG;
+    h->bytes = (size_t)bytes;
+    held_append(st, h);
+  }
 }
 
-/* Gives the held message h to receive r: posts the MPI receive, or refuses it. */
-static mlcommResult_t deliver(struct mpi_state *st, struct mpi_recv *r, struct mpi_held *h) {
+/* Gives the held message h to receive r: posts the MPI receive, or refuses it. A
+ * failure belongs to r (r->refused), whichever request's progress got here. */
+static void deliver(struct mpi_state *st, struct mpi_recv *r, struct mpi_held *h) {
   struct mlcomm_op *op = r->op;
   size_t capacity = op->count * mlcomm_type_size(op->dtype);
   r->matched = true;
   if (h->bytes > capacity) {
-    r->refused = mlcomm_error(st->comm, mlcommInvalidArgument,
-                              "mlcommRecv: the message from rank %d with tag %d is %zu bytes but "
-                              "recvbuff holds %zu (count %zu of %s); it was not received: probe "
-                              "it and receive it with a larger buffer",
-                              h->source, h->tag, h->bytes, capacity, op->count,
-                              mlcomm_type_name(op->dtype));
-    return mlcommSuccess; /* h stays held, first in line */
+    snprintf(r->why, sizeof r->why,
+             "mlcommRecv: the message from rank %d with tag %d is %zu bytes but recvbuff "
+             "holds %zu (count %zu of %s); it was not received: probe it and receive it "
+             "with a larger buffer",
+             h->source, h->tag, h->bytes, capacity, op->count, mlcomm_type_name(op->dtype));
+    r->refused = mlcommInvalidArgument;
+    return; /* h stays held, first in line */
   }
   for (struct mpi_held **p = &st->held; *p; p = &(*p)->next)
     if (*p == h) {
@@ -95,17 +101,23 @@ static mlcommResult_t deliver(struct mpi_state *st, struct mpi_recv *r, struct m
   op->status = (mlcommStatus_t){.source = h->source, .tag = h->tag, .bytes = h->bytes};
   int rc = MPI_Imrecv(r->mo->recv, (int)h->bytes, MPI_BYTE, &h->msg, &r->mo->req);
   free(h);
-  if (rc != MPI_SUCCESS) return mpi_p2p_fail(st, op, rc, "MPI_Imrecv");
-  return mlcommSuccess;
+  if (rc != MPI_SUCCESS) {
+    char text[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    snprintf(r->why, sizeof r->why, "mlcommRecv (peer %d, tag %d): MPI_Imrecv failed: %s",
+             op->peer, op->tag, text);
+    r->refused = mlcommInternalError;
+  }
 }
 
-/* Offers messages to pending receives in posting order. */
+/* Offers what has arrived to pending receives, in posting order. */
 static mlcommResult_t match_pending(struct mpi_state *st) {
+  MLCOMM_CHECK(drain(st));
   for (struct mpi_recv *r = st->recvs; r; r = r->next) {
     if (r->matched) continue;
     struct mpi_held *h = held_find(st, r->op->peer, r->op->tag, false);
-    if (h == NULL) MLCOMM_CHECK(improbe(st, r->op->peer, r->op->tag, &h));
-    if (h) MLCOMM_CHECK(deliver(st, r, h));
+    if (h) deliver(st, r, h);
   }
   return mlcommSuccess;
 }
@@ -151,7 +163,7 @@ mlcommResult_t mpi_p2p_progress(struct mpi_state *st, struct mlcomm_op *op, stru
     MLCOMM_CHECK(match_pending(st));
     if (!r->matched) return mlcommSuccess;
   }
-  if (r && r->refused != mlcommSuccess) return r->refused;
+  if (r && r->refused != mlcommSuccess) return mlcomm_error(st->comm, r->refused, "%s", r->why);
   int flag = 0;
   int rc = MPI_Test(&mo->req, &flag, MPI_STATUS_IGNORE);
   if (rc != MPI_SUCCESS) return mpi_p2p_fail(st, op, rc, "MPI_Test");
@@ -181,10 +193,10 @@ bool mpi_p2p_withdraw(void *state, struct mlcomm_op *op) {
 mlcommResult_t mpi_probe(void *state, int peer, int tag, int *found, mlcommStatus_t *status) {
   struct mpi_state *st = state;
   *found = 0;
-  /* Receives posted earlier have first claim on what has arrived. */
+  /* Receives posted earlier have first claim on what has arrived; the probe sees what
+   * is left, which is exactly what the next matching receive will get. */
   MLCOMM_CHECK(match_pending(st));
   struct mpi_held *h = held_find(st, peer, tag, false);
-  if (h == NULL) MLCOMM_CHECK(improbe(st, peer, tag, &h));
   if (h == NULL) return mlcommSuccess;
   *found = 1;
   *status = (mlcommStatus_t){.source = h->source, .tag = h->tag, .bytes = h->bytes};
