@@ -237,6 +237,7 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
     comm->live = req->next;
     if (req->state == MLCOMM_REQ_ACTIVE && req->ti) req->ti->t->release(req->ti->state, &req->op, true);
     req->comm = NULL;
+    req->ti = NULL; /* its transport instance goes with the comm */
     req->prev = req->next = NULL;
     if (req->state != MLCOMM_REQ_DONE) {
       req->state = MLCOMM_REQ_DONE;

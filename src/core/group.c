@@ -4,6 +4,7 @@
  * rank's sends and receives are all posted before any of them is waited for.
  */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "core/internal.h"
 
@@ -13,6 +14,7 @@ static _Thread_local struct mlcomm_request *group_head, *group_tail;
 bool mlcomm_group_active(void) { return group_depth > 0; }
 
 void mlcomm_group_add(struct mlcomm_request *req) {
+  req->in_group = true;
   req->group_next = NULL;
   if (group_tail) group_tail->group_next = req;
   else group_head = req;
@@ -34,17 +36,24 @@ MLCOMM_API mlcommResult_t mlcommGroupEnd(void) {
   group_head = group_tail = NULL;
 
   mlcommResult_t first = mlcommSuccess;
+  /* A member may be gone already: its communicator aborted, or its handle waited on
+   * and released. Only what is still deferred on a live communicator starts. */
   for (struct mlcomm_request *r = list; r; r = r->group_next) {
+    if (r->released || r->comm == NULL || r->state != MLCOMM_REQ_DEFERRED) continue;
     mlcommResult_t res = mlcomm_request_start(r);
     if (res != mlcommSuccess && first == mlcommSuccess) first = res;
   }
-  /* Blocking calls made inside the group complete here; Async ones belong to the
-   * caller, who waits for their handles. */
+  /* Blocking calls made inside the group complete here, against one deadline for the
+   * whole group; Async ones belong to the caller, who waits for their handles. */
+  double since = mlcomm_now_ms();
   struct mlcomm_request *r = list;
   while (r) {
     struct mlcomm_request *next = r->group_next;
-    if (!r->user_visible) {
-      mlcommResult_t res = mlcomm_request_wait(r, r->group_status, true);
+    r->in_group = false;
+    if (r->released) {
+      free(r);
+    } else if (!r->user_visible) {
+      mlcommResult_t res = mlcomm_request_wait_since(r, r->group_status, true, since);
       if (res != mlcommSuccess && first == mlcommSuccess) first = res;
     }
     r = next;

@@ -68,6 +68,8 @@ struct mlcomm_request {
   mlcommResult_t result;
   bool orphan;                   /* its blocking caller gave up: free once done */
   bool user_visible;             /* an Async handle was returned to the caller */
+  bool in_group;                 /* on this thread's open group list */
+  bool released;                 /* released while in_group: GroupEnd frees it */
   mlcommStatus_t *group_status;  /* a blocking Recv inside a group writes here */
   uint64_t handle;
   struct mlcomm_request *prev, *next; /* the comm's list of live requests */
@@ -173,6 +175,10 @@ void mlcomm_progress_all(void);
  * blocking caller (owned == true), a timeout orphans it. */
 mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *status,
                                    bool owned);
+/* The same, with the timeout counted from since_ms (mlcomm_now_ms) rather than from now:
+ * a group's members share one deadline. */
+mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatus_t *status,
+                                         bool owned, double since_ms);
 uint64_t mlcomm_handle_register(struct mlcomm_request *req);
 struct mlcomm_request *mlcomm_handle_lookup(uint64_t handle);
 double mlcomm_now_ms(void);

@@ -95,8 +95,15 @@ void mlcomm_request_release(struct mlcomm_request *req) {
     else comm->live = req->next;
     if (req->next) req->next->prev = req->prev;
     comm->nlive--;
+    req->comm = NULL;
   }
   if (req->handle) handle_unregister(req->handle);
+  req->handle = 0;
+  /* Still on an open group's list: the outermost GroupEnd frees it. */
+  if (req->in_group) {
+    req->released = true;
+    return;
+  }
   free(req);
 }
 
@@ -207,6 +214,11 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
 
 mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *status,
                                    bool owned) {
+  return mlcomm_request_wait_since(req, status, owned, mlcomm_now_ms());
+}
+
+mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatus_t *status,
+                                         bool owned, double since_ms) {
   struct mlcomm_comm *comm = req->comm;
   if (comm == NULL || req->state == MLCOMM_REQ_DONE) return complete(req, status);
   if (req->state == MLCOMM_REQ_DEFERRED)
@@ -214,7 +226,7 @@ mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *s
                         "%s was called inside mlcommGroupStart/End and starts at the "
                         "outermost mlcommGroupEnd; wait for it after that",
                         mlcomm_op_kind_name(req->op.kind));
-  double t0 = mlcomm_now_ms(), next_serve = t0 + 10.0;
+  double t0 = since_ms, next_serve = mlcomm_now_ms() + 10.0;
   int timeout = comm->config.timeoutMs;
   for (uint64_t it = 0;; it++) {
     if (mlcomm_request_progress(req)) return complete(req, status);

@@ -223,6 +223,48 @@ static void abort_in_flight(void)
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A group of blocking receives nobody sends to shares one deadline: GroupEnd returns
+ * mlcommTimeout after about one timeout, not one per member. The receives never
+ * matched, so they are withdrawn and the communicator stays usable. */
+static void group_deadline(void)
+{
+  tc_section("a group of never-matched blocking Recvs times out once, not per member");
+  mlcommComm_t c = make_comm();
+  if (c == MLCOMM_COMM_NULL) return;
+  if (tc_rank == 0) {
+    int32_t buf[3][4];
+    double t0 = MPI_Wtime();
+    CHECK_OK(mlcommGroupStart());
+    for (int i = 0; i < 3; i++) CHECK_OK(mlcommRecv(buf[i], 4, mlcommInt32, skipper, 40 + i, c, NULL));
+    CHECK_RES(mlcommGroupEnd(), mlcommTimeout);
+    double elapsed = MPI_Wtime() - t0;
+    CHECK(elapsed >= EARLIEST && elapsed < 2.0 * TIMEOUT_MS / 1000.0,
+          "GroupEnd of 3 blocking Recvs took %.2f s with timeoutMs %d (one deadline expected)",
+          elapsed, TIMEOUT_MS);
+  }
+  MPI_Barrier(MPI_COMM_WORLD); /* outside mlcomm: the others must not time out meanwhile */
+  CHECK_OK(mlcommBarrier(c));  /* the withdrawn receives left the communicator usable */
+  CHECK_OK(mlcommCommDestroy(c));
+}
+
+/* Aborting a communicator while calls on it wait in an open group: GroupEnd must not
+ * start them (they and their transport are gone) and their handles report the abort. */
+static void abort_inside_group(void)
+{
+  tc_section("CommAbort inside an open group");
+  mlcommComm_t c = make_comm();
+  if (c == MLCOMM_COMM_NULL) return;
+  float x[4] = {1, 2, 3, 4};
+  mlcommRequest_t r = MLCOMM_REQUEST_NULL;
+  CHECK_OK(mlcommGroupStart());
+  CHECK_OK(mlcommAllReduceAsync(x, x, 4, mlcommFloat32, mlcommSum, c, &r));
+  CHECK_OK(mlcommBroadcast(x, x, 4, mlcommFloat32, 0, c));
+  CHECK_OK(mlcommCommAbort(c));
+  CHECK_OK(mlcommGroupEnd());
+  CHECK_RES(mlcommWait(&r, NULL), mlcommRemoteError);
+  CHECK(x[0] == 1 && x[3] == 4, "an aborted group call wrote its buffer");
+}
+
 int main(int argc, char **argv)
 {
   tc_init(&argc, &argv);
@@ -241,5 +283,7 @@ int main(int argc, char **argv)
   blocking_allreduce_timeout();
   blocking_recv_timeout();
   abort_in_flight();
+  group_deadline();
+  abort_inside_group();
   return tc_finish();
 }
