@@ -25,7 +25,9 @@
  *    the one exception is a receive that nothing matched yet, which is withdrawn
  *    cleanly (its buffer untouched, the communicator still usable). An Async request
  *    that times out in mlcommWait simply stays valid.
- *  - A communicator is used by one thread at a time.
+ *  - Threads: calls into mlcomm must be serialised process-wide (one thread in the
+ *    library at a time, even on different communicators), because every wait also
+ *    advances the requests of every communicator. MPI_THREAD_SERIALIZED suffices.
  */
 #ifndef MLCOMM_MLCOMM_H
 #define MLCOMM_MLCOMM_H
@@ -175,7 +177,10 @@ MLCOMM_API const char *mlcommGetLastError(mlcommComm_t comm);
 
 /* Collective over mpiComm: creates an mlcomm communicator with the same ranks. The
  * library duplicates mpiComm, so user traffic on mpiComm never meets its own. MPI must
- * be initialised. config may be NULL (all defaults / environment). */
+ * be initialised. config may be NULL (all defaults / environment). Every rank first
+ * agrees that all accepted their arguments and environment, so a bad value on one rank
+ * fails them all. Like MPI_Comm_dup, this (and mlcommCommSplit) is set-up made of
+ * blocking MPI calls: it is not bounded by the timeout. */
 MLCOMM_API mlcommResult_t mlcommCommInitFromMPI(mlcommComm_t *comm, MPI_Comm mpiComm,
                                                 const mlcommConfig_t *config);
 

@@ -191,7 +191,12 @@ MLCOMM_API mlcommResult_t mlcommCommSplit(mlcommComm_t comm, int color, int key,
   if (color < 0 && color != MLCOMM_SPLIT_NOCOLOR)
     res = mlcomm_error(comm, mlcommInvalidArgument,
                        "%s: color is %d, expected >= 0 or MLCOMM_SPLIT_NOCOLOR", fn, color);
-  MLCOMM_CHECK(agree(comm->coll_comm, res, fn));
+  res = agree(comm->coll_comm, res, fn);
+  if (res != mlcommSuccess) {
+    char why[MLCOMM_ERRMSG_LEN];
+    snprintf(why, sizeof why, "%s", mlcommGetLastError(NULL));
+    return mlcomm_error(comm, res, "%s", why);
+  }
   MPI_Comm split = MPI_COMM_NULL;
   MLCOMM_MPI_CHECK(comm, MPI_Comm_split(comm->coll_comm,
                                         color == MLCOMM_SPLIT_NOCOLOR ? MPI_UNDEFINED : color,

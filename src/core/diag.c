@@ -78,9 +78,13 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
       int done = 0;
       if (rreq[p] == MPI_REQUEST_NULL) continue;
       MPI_Test(&rreq[p], &done, MPI_STATUS_IGNORE);
-      if (done) {
-        got[p] = r[p][R_MAGIC] == REPLY_MAGIC && r[p][R_ID] == id;
+      if (!done) continue;
+      if (r[p][R_MAGIC] == REPLY_MAGIC && r[p][R_ID] == id) {
+        got[p] = 1;
         pending--;
+      } else {
+        /* A late answer to an earlier question: drop it and keep listening. */
+        MPI_Irecv(r[p], R_LEN, MPI_LONG_LONG, p, TAG_REPLY, comm->diag_comm, &rreq[p]);
       }
     }
     mlcomm_diag_serve(comm); /* a peer may be timing out and asking us too */

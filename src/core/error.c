@@ -43,9 +43,9 @@ int mlcomm_debug_level(void) {
   return debug_level;
 }
 
-void mlcomm_set_debug_level(int level) {
-  if (level > mlcomm_debug_level()) debug_level = level;
-}
+/* Logging is process-wide; each new communicator sets it from its resolved config, in
+ * which an explicit field has already won over MLCOMM_DEBUG. */
+void mlcomm_set_debug_level(int level) { debug_level = level < 0 ? 0 : level; }
 
 static int world_rank(void) {
   int init = 0, fin = 0, rank = -1;

@@ -89,6 +89,7 @@ MLCOMM_API mlcommResult_t mlcommProbe(int peer, int tag, mlcommComm_t comm,
     if (found) return mlcommSuccess;
     if ((it & 15) == 15) mlcomm_progress_all();
     double waited = mlcomm_now_ms() - t0;
+    if ((it & 255) == 255 && waited > 10.0) mlcomm_diag_serve(comm);
     if (comm->config.timeoutMs > 0 && waited >= comm->config.timeoutMs)
       return mlcomm_error(comm, mlcommTimeout,
                           "%s: no message from %s%d with tag %d arrived within %.0f ms on rank %d",

@@ -26,6 +26,7 @@ static const char *const cvar_names[MPI_ALGO_COUNT] = {
 void mpi_algo_init(struct mpi_state *st) {
   int provided, index, count;
   if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return;
+  st->mpit_initialized = true;
   for (int i = 0; i < MPI_ALGO_COUNT; i++) {
     struct mpi_algo_var *v = &st->algo[i];
     v->found = MPI_T_cvar_get_index(cvar_names[i], &index) == MPI_SUCCESS &&
@@ -36,6 +37,7 @@ void mpi_algo_init(struct mpi_state *st) {
 void mpi_algo_fini(struct mpi_state *st) {
   for (int i = 0; i < MPI_ALGO_COUNT; i++)
     if (st->algo[i].found) MPI_T_cvar_handle_free(&st->algo[i].handle);
+  if (st->mpit_initialized) MPI_T_finalize(); /* MPI_T counts inits and finalizes */
 }
 
 /* The algorithm for this call, or 0 to leave libnbc's own choice. Depends only on

@@ -31,8 +31,9 @@ static mlcommResult_t issue_next(struct mpi_state *st, struct mlcomm_op *op, str
   size_t tsize = mlcomm_type_size(op->dtype);
   size_t off = mo->next_elem, n = op->count - off;
   if (n > mo->chunk_elems) n = mo->chunk_elems;
-  const char *send = (const char *)mo->send + off * tsize;
-  char *recv = (char *)mo->recv + off * tsize;
+  /* Buffers a rank does not use may be NULL (non-root reduce/broadcast). */
+  const char *send = mo->send ? (const char *)mo->send + off * tsize : NULL;
+  char *recv = mo->recv ? (char *)mo->recv + off * tsize : NULL;
   bool root = op->root == st->comm->rank;
   int rc = MPI_SUCCESS;
   const char *call = "";

@@ -29,6 +29,7 @@ struct mpi_state {
   struct mlcomm_comm *comm;
   bool cuda_aware;
   struct mpi_algo_var algo[MPI_ALGO_COUNT]; /* libnbc algorithm choices (algorithms.c) */
+  bool mpit_initialized;
   struct mpi_held *held;        /* in arrival order */
   struct mpi_recv *recvs;       /* unmatched receives, in posting order */
 };

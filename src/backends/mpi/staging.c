@@ -38,13 +38,29 @@ static mlcommResult_t cuda_fail(struct mpi_state *st, const struct mlcomm_op *op
     if (e_ != cudaSuccess) return cuda_fail((st), (op), e_, #call);                        \
   } while (0)
 
+/* Whether the transport itself touches the buffers on the host for this op: user-defined
+ * MPI ops (float16, bfloat16, 8-bit integers) run on the CPU, avg divides on the CPU,
+ * in-place reduce-scatter and out-of-place root broadcast memcpy. Even a CUDA-aware MPI
+ * needs such buffers staged. */
+static bool host_work(const struct mpi_state *st, const struct mlcomm_op *op) {
+  bool reduces = op->kind == MLCOMM_OP_ALLREDUCE || op->kind == MLCOMM_OP_REDUCE ||
+                 op->kind == MLCOMM_OP_REDUCESCATTER;
+  bool avg = false;
+  if (reduces) mpi_op(op->dtype, op->redop, &avg);
+  bool user_op = reduces && (op->dtype == mlcommFloat16 || op->dtype == mlcommBfloat16 ||
+                             op->dtype == mlcommInt8 || op->dtype == mlcommUint8);
+  return avg || user_op || (op->kind == MLCOMM_OP_REDUCESCATTER && op->in_place) ||
+         (op->kind == MLCOMM_OP_BROADCAST && !op->in_place && op->root == st->comm->rank);
+}
+
 mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo) {
   mo->send = op->sendbuf;
   mo->recv = op->recvbuf;
   size_t send_len, recv_len;
   mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
-  bool s = send_len && op->send_mem == MLCOMM_MEM_DEVICE && !st->cuda_aware;
-  bool r = recv_len && op->recv_mem == MLCOMM_MEM_DEVICE && !st->cuda_aware;
+  bool direct = st->cuda_aware && !host_work(st, op);
+  bool s = send_len && op->send_mem == MLCOMM_MEM_DEVICE && !direct;
+  bool r = recv_len && op->recv_mem == MLCOMM_MEM_DEVICE && !direct;
   if (!s && !r) return mlcommSuccess;
   if (op->in_place) {
     /* One allocation holds both: stage all of it, inputs included. */
