@@ -2,6 +2,7 @@
  * allgather_bw - mlcommAllGather vs MPI_Allgather.
  * As in nccl-tests, size and count are the gathered total (nranks blocks of count/nranks
  * elements); busbw = algbw * (n-1)/n, since each rank receives the n-1 blocks it lacks.
+ * With -i each rank's input is already its own block of recvbuff.
  */
 #include "harness.h"
 
@@ -9,6 +10,12 @@ static void counts(struct hb_call *c) {
   c->send_count = c->count / (size_t)c->nranks;
   c->recv_count = c->count;
   c->check_count = c->count;
+}
+
+/* mlcomm.h: in place is sendbuff == recvbuff + rank*sendcount, the block this rank's input
+ * lands in; MPI_IN_PLACE expects it there too */
+static void in_place(struct hb_call *c) {
+  c->sendbuff = (char *)c->recvbuff + (size_t)c->rank * c->send_count * hb_type_size(c->type);
 }
 
 static mlcommResult_t run(const struct hb_call *c) {
@@ -22,10 +29,12 @@ static mlcommResult_t run(const struct hb_call *c) {
 
 static int run_mpi(const struct hb_call *c) {
   int n = (int)c->send_count;
+  /* with MPI_IN_PLACE the send count and type are ignored */
+  const void *send = c->in_place ? MPI_IN_PLACE : c->sendbuff;
   if (!c->async)
-    return MPI_Allgather(c->sendbuff, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm);
+    return MPI_Allgather(send, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Iallgather(c->sendbuff, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm,
+  int err = MPI_Iallgather(send, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm,
                            &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
@@ -43,6 +52,7 @@ static const struct hb_collective allgather_bw = {
     .blocked = 1,
     .busbw_factor = hb_factor_gather,
     .counts = counts,
+    .in_place = in_place,
     .run = run,
     .run_mpi = run_mpi,
     .expected = expected,

@@ -1,7 +1,8 @@
 /*
  * allreduce_bw - mlcommAllReduce vs MPI_Allreduce.
- * Every rank sends and receives count elements; busbw = algbw * 2(n-1)/n, the traffic
- * each rank's link carries in a bandwidth-optimal ring (nccl-tests' definition).
+ * Every rank sends and receives count elements (with -i, in one buffer); busbw = algbw *
+ * 2(n-1)/n, the traffic each rank's link carries in a bandwidth-optimal ring (nccl-tests'
+ * definition).
  */
 #include "harness.h"
 
@@ -10,6 +11,9 @@ static void counts(struct hb_call *c) {
   c->recv_count = c->count;
   c->check_count = c->count;
 }
+
+/* mlcomm.h: in place is sendbuff == recvbuff */
+static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
@@ -21,11 +25,12 @@ static mlcommResult_t run(const struct hb_call *c) {
 }
 
 static int run_mpi(const struct hb_call *c) {
+  const void *send = c->in_place ? MPI_IN_PLACE : c->sendbuff;
   if (!c->async)
-    return MPI_Allreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
+    return MPI_Allreduce(send, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
                          c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Iallreduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
+  int err = MPI_Iallreduce(send, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
                            c->mpi_comm, &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
@@ -40,6 +45,7 @@ static const struct hb_collective allreduce_bw = {
     .blocked = 0,
     .busbw_factor = hb_factor_allreduce,
     .counts = counts,
+    .in_place = in_place,
     .run = run,
     .run_mpi = run_mpi,
     .expected = expected,

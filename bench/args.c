@@ -34,6 +34,8 @@ const struct hb_type_info *hb_type(mlcommDataType_t t) {
   return &types[0]; /* unreachable: types come from the table */
 }
 
+size_t hb_type_size(mlcommDataType_t t) { return hb_type(t)->size; }
+
 const char *hb_op_name(mlcommRedOp_t op) { return ops[op]; }
 
 const char *hb_transport_name(int transport) {
@@ -62,9 +64,12 @@ static void usage(FILE *f, const struct hb_collective *coll) {
           "      --vs-mpi             also time the plain MPI call on the same buffers\n"
           "      --json PATH          rank 0 writes every row to PATH as JSON\n"
           "  -a, --async              use the ...Async forms and mlcommWait\n"
+          "  -i, --in-place           run every call in place (sendbuff and recvbuff overlap\n"
+          "                           as mlcomm.h defines; MPI_IN_PLACE for --vs-mpi)%s\n"
           "  -h, --help               this text\n",
           coll->bench, coll->uses_op ? "" : " (ignored here)",
-          coll->uses_root ? "" : " (ignored here)");
+          coll->uses_root ? "" : " (ignored here)",
+          coll->in_place ? "" : "\n                           (not available here)");
 }
 
 /* Sizes: an integer with an optional K/M/G suffix (1024-based, as nccl-tests). */
@@ -120,6 +125,7 @@ static const struct hb_flag flags[] = {
     {0, "vs-mpi", 0, NULL},
     {0, "json", 1, "a file path"},
     {'a', "async", 0, NULL},
+    {'i', "in-place", 0, NULL},
     {'h', "help", 0, NULL},
 };
 
@@ -172,7 +178,7 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       }
     }
     if (!flag)
-      BAD("'%s' is not a flag; allowed: -b -e -f -d -o -r -n -w -c -t -a --vs-mpi "
+      BAD("'%s' is not a flag; allowed: -b -e -f -d -o -r -n -w -c -t -a -i --vs-mpi "
           "--json -h (run with -h for details)",
           arg);
     if (flag->takes_value && !value) {
@@ -253,6 +259,15 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       a->json_path = value;
       break;
     case 'a': a->async = 1; break;
+    case 'i':
+      /* refused here rather than by the library, so that it is a flag error (exit 2)
+       * before anything runs, with a reason the user can act on */
+      if (!coll->in_place)
+        BAD("%s is not available here: %s has no in-place form (each rank sends one "
+            "buffer and receives into another); run without %s",
+            shown, coll->call, shown);
+      a->in_place = 1;
+      break;
     case 'h':
       if (talk) usage(stdout, coll);
       return 1;

@@ -1,15 +1,20 @@
 /*
  * broadcast_bw - mlcommBroadcast vs MPI_Bcast.
- * Root's sendbuff lands in every rank's recvbuff (out of place); busbw = algbw, since a
- * pipelined broadcast moves the whole buffer over each link once.
+ * Root's sendbuff lands in every rank's recvbuff (out of place, or with -i in one buffer);
+ * busbw = algbw, since a pipelined broadcast moves the whole buffer over each link once.
  */
 #include "harness.h"
 
 static void counts(struct hb_call *c) {
-  c->send_count = c->count;
+  /* only root's sendbuff is read; elsewhere (in place: the same memory as recvbuff) the
+   * check's sentinel must stay until the broadcast overwrites it */
+  c->send_count = c->rank == c->root ? c->count : 0;
   c->recv_count = c->count;
   c->check_count = c->count;
 }
+
+/* mlcomm.h: in place is sendbuff == recvbuff */
+static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
@@ -22,7 +27,8 @@ static mlcommResult_t run(const struct hb_call *c) {
 
 /* MPI_Bcast is in place. To move the same bytes from the same buffers as mlcomm, root
  * broadcasts straight from sendbuff (MPI only reads it there) and the others receive
- * into recvbuff; root's copy into its own recvbuff is left out, as MPI has none. */
+ * into recvbuff; out of place, root's copy into its own recvbuff is left out, as MPI has
+ * none. With -i the two are one buffer and both sides do the same work. */
 static int run_mpi(const struct hb_call *c) {
   void *buf = c->rank == c->root ? c->sendbuff : c->recvbuff;
   if (!c->async) return MPI_Bcast(buf, (int)c->count, c->mpi_type, c->root, c->mpi_comm);
@@ -41,6 +47,7 @@ static const struct hb_collective broadcast_bw = {
     .blocked = 0,
     .busbw_factor = hb_factor_one,
     .counts = counts,
+    .in_place = in_place,
     .run = run,
     .run_mpi = run_mpi,
     .expected = expected,

@@ -4,7 +4,7 @@
  * check in patterns.c, the table and the JSON file in report.c.
  *
  * Per size the harness does, on every rank:
- *   1. with -c 1: fill sendbuff with hb_input(), fill recvbuff with a sentinel;
+ *   1. with -c 1: fill recvbuff with a sentinel, then sendbuff with hb_input();
  *   2. run the collective once and agree (over MPI) on whether any rank failed: a call
  *      refused up front (unsupported transport/type, bad argument) ends the run cleanly
  *      on every rank instead of leaving some ranks blocked in the next call;
@@ -12,6 +12,9 @@
  *   4. -w warm-up calls (and as many MPI ones with --vs-mpi);
  *   5. -n timed calls, split into rounds alternating mlcomm and MPI with --vs-mpi so
  *      that both see the same machine state (caches, frequency, other load).
+ * With -i the two pointers overlap as the collective's in-place rule says, so only the
+ * call of step 2 is checked on fresh inputs, as in nccl-tests; reductions then refill
+ * sendbuff with a value their op leaves unchanged before step 4 (hb_fill_steady).
  * Failures after step 2 cannot be agreed on safely (peers may be blocked inside the
  * library), so they print the error and MPI_Abort.
  */
@@ -116,17 +119,27 @@ static void time_side(const struct hb_call *c, int mpi, int iters, size_t size, 
   *acc += MPI_Wtime() - t0;
 }
 
+/* The two allocations; with -i, coll->in_place() points c's buffers into them anew for
+ * each size, as the overlap depends on the counts. */
+struct buffers {
+  void *send, *recv;
+};
+
 /* Steps 1-5 above for one size, on every rank. Returns 0 with *row filled in, or the
  * agreed exit code when the first call was refused on some rank. */
-static int measure(struct hb_call *c, const struct hb_args *a, int vs, size_t size,
-                   struct hb_row *row) {
+static int measure(struct hb_call *c, const struct hb_args *a, int vs,
+                   const struct buffers *bufs, size_t size, struct hb_row *row) {
   const struct hb_collective *coll = c->coll;
   c->count = size / hb_type(c->type)->size;
   coll->counts(c);
+  c->sendbuff = bufs->send;
+  c->recvbuff = bufs->recv;
+  if (c->in_place) coll->in_place(c);
 
   if (a->check) {
-    hb_fill_inputs(c);
+    /* in place the inputs share memory with the output: they must be written last */
     hb_fill_sentinel(c);
+    hb_fill_inputs(c);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   mlcommResult_t rc = coll->run(c);
@@ -135,6 +148,9 @@ static int measure(struct hb_call *c, const struct hb_args *a, int vs, size_t si
   if (code) return code;
   unsigned long long wrong = a->check ? hb_count_wrong(c) : 0, wrong_sum = 0;
   MPI_Allreduce(&wrong, &wrong_sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+  /* Data movement in place only copies values around, which stay bounded; reductions
+   * would feed each result into the next call (see hb_fill_steady). */
+  if (c->in_place && coll->uses_op) hb_fill_steady(c);
 
   /* MPI counts are int: a row too large for them gets no MPI reference */
   int vs_row = vs && c->send_count <= INT_MAX && c->recv_count <= INT_MAX;
@@ -168,8 +184,8 @@ static int measure(struct hb_call *c, const struct hb_args *a, int vs, size_t si
 
 /* Every size from -b to -e, multiplying by -f. Adds the agreed number of wrong elements
  * to *wrong_total and returns 0, or the exit code of the size that was refused. */
-static int sweep(struct hb_call *c, const struct hb_args *a, int vs, struct hb_report *rep,
-                 uint64_t *wrong_total) {
+static int sweep(struct hb_call *c, const struct hb_args *a, int vs,
+                 const struct buffers *bufs, struct hb_report *rep, uint64_t *wrong_total) {
   size_t unit = hb_type(a->type)->size * (c->coll->blocked ? (size_t)c->nranks : 1);
   size_t last = 0;
   for (size_t s = a->min_bytes;;) {
@@ -177,7 +193,7 @@ static int sweep(struct hb_call *c, const struct hb_args *a, int vs, struct hb_r
     if (size > 0 && size != last) {
       last = size;
       struct hb_row row;
-      int code = measure(c, a, vs, size, &row);
+      int code = measure(c, a, vs, bufs, size, &row);
       if (code) {
         if (c->rank == 0)
           printf("# stopped at size %zu: %s failed (see stderr)\n", size, c->coll->call);
@@ -274,9 +290,10 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   memset(sendbuff, 0, bytes);
   memset(recvbuff, 0, bytes);
 
+  struct buffers bufs = {.send = sendbuff, .recv = recvbuff};
   struct hb_call c = {.coll = coll, .comm = comm, .mpi_comm = MPI_COMM_WORLD, .rank = rank,
-                      .nranks = nranks, .root = a.root, .async = a.async, .type = a.type,
-                      .op = a.op, .sendbuff = sendbuff, .recvbuff = recvbuff};
+                      .nranks = nranks, .root = a.root, .async = a.async,
+                      .in_place = a.in_place, .type = a.type, .op = a.op};
   c.mpi_type = mpi_type_of(a.type, coll->uses_op);
   c.mpi_op = coll->uses_op ? mpi_op_of(a.op) : MPI_OP_NULL;
   int mpi_avail = coll->run_mpi && c.mpi_type != MPI_DATATYPE_NULL &&
@@ -287,7 +304,7 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
                           .transport = transport, .avg_busbw = 0.0, .avg_ratio = NAN};
   if (rank == 0) hb_report_header(&rep);
   uint64_t wrong_total = 0;
-  int exit_code = sweep(&c, &a, vs, &rep, &wrong_total);
+  int exit_code = sweep(&c, &a, vs, &bufs, &rep, &wrong_total);
   if (rank == 0) hb_report_footer(&rep, wrong_total);
   if (wrong_total && !exit_code) exit_code = 1;
 

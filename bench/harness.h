@@ -3,10 +3,11 @@
  *
  * Each benchmark is a small file that describes one collective with a struct
  * hb_collective (how to call it through mlcomm and through plain MPI, how big its buffers
- * are, what every received element must hold, how to turn algorithm bandwidth into bus
- * bandwidth) and hands it to hb_main. Everything else (flags, buffers, data patterns,
- * checking, timing, the table and the JSON file) lives in the harness (harness.c and the
- * files beside it), so the six benchmarks measure and report in exactly the same way.
+ * are and how they overlap in place, what every received element must hold, how to turn
+ * algorithm bandwidth into bus bandwidth) and hands it to hb_main. Everything else (flags,
+ * buffers, data patterns, checking, timing, the table and the JSON file) lives in the
+ * harness (harness.c and the files beside it), so the six benchmarks measure and report in
+ * exactly the same way.
  *
  * Only the public API (mlcomm/mlcomm.h) and MPI are used, as an application would.
  */
@@ -31,6 +32,8 @@ struct hb_call {
   int rank, nranks;
   int root;               /* -r; meaningful only when coll->uses_root */
   int async;              /* -a: use the ...Async forms and wait (MPI: the MPI_I... forms) */
+  int in_place;           /* -i: sendbuff and recvbuff overlap, as coll->in_place() set them;
+                             run_mpi uses MPI's in-place form (MPI_IN_PLACE) */
   mlcommDataType_t type;
   mlcommRedOp_t op;       /* meaningful only when coll->uses_op */
   MPI_Datatype mpi_type;  /* MPI_DATATYPE_NULL when MPI has no equivalent */
@@ -54,6 +57,11 @@ struct hb_collective {
   double (*busbw_factor)(int nranks);
   /* sets c->send_count, c->recv_count and c->check_count from c->count */
   void (*counts)(struct hb_call *c);
+  /* With -i, called after counts() with sendbuff and recvbuff at the starts of two
+   * separate buffers: moves one of them into the other so that the call is in place as
+   * mlcomm.h defines it for this collective. NULL where the call has no in-place form;
+   * -i is then refused. */
+  void (*in_place)(struct hb_call *c);
   /* one blocking (or, with c->async, posted-and-waited) call through mlcomm */
   mlcommResult_t (*run)(const struct hb_call *c);
   /* the same through plain MPI on the same buffers; returns an MPI error code. Only
@@ -73,6 +81,9 @@ int64_t hb_input(const struct hb_call *c, int r, size_t i);
 /* Element i reduced with c->op over all ranks' inputs, computed on the host with the
  * library's documented semantics (avg: sum / nranks, truncating toward zero). */
 int64_t hb_reduced(const struct hb_call *c, size_t i);
+
+/* Bytes in one element of t. */
+size_t hb_type_size(mlcommDataType_t t);
 
 /* For ...Async forms: waits for *req when rc (the posting call's result) succeeded. */
 mlcommResult_t hb_wait(mlcommResult_t rc, mlcommRequest_t *req);

@@ -37,7 +37,7 @@ struct hb_args {
   mlcommRedOp_t op;
   int root, iters, warmup, check;
   int transport; /* -1: -t not given, the library's default / MLCOMM_TRANSPORT applies */
-  int vs_mpi, async;
+  int vs_mpi, async, in_place;
   const char *json_path;
 };
 
@@ -51,6 +51,9 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
 
 void hb_fill_inputs(const struct hb_call *c);
 void hb_fill_sentinel(const struct hb_call *c);
+/* Fills sendbuff with one value that c->op maps to itself (see patterns.c), for timing
+ * reductions in place, which would otherwise feed each result into the next call. */
+void hb_fill_steady(const struct hb_call *c);
 /* elements of recvbuff (of check_count) that differ from coll->expected() */
 uint64_t hb_count_wrong(const struct hb_call *c);
 

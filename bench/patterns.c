@@ -133,3 +133,15 @@ uint64_t hb_count_wrong(const struct hb_call *c) {
     if (!holds(c->type, c->recvbuff, i, c->coll->expected(c, i))) wrong++;
   return wrong;
 }
+
+/* In place, each result is the next call's input: a sum grows with every call (an
+ * allreduce's nranks-fold, so a half passes 65504 and becomes inf within 16 calls on 2
+ * ranks), a product is raised to the power nranks, and an average can decay towards
+ * subnormals, which are slow on a CPU. Refilling the pattern before each timed round
+ * would not bound this, since a round may hold all -n calls. Zero, or one for prod, is
+ * left unchanged by its op on any number of ranks and in any in-place layout (MPI's
+ * included), so every timed call sees the same ordinary values however many there are. */
+void hb_fill_steady(const struct hb_call *c) {
+  int64_t v = c->op == mlcommProd ? 1 : 0;
+  for (size_t i = 0; i < c->send_count; i++) store(c->type, c->sendbuff, i, v);
+}

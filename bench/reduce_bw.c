@@ -1,7 +1,8 @@
 /*
  * reduce_bw - mlcommReduce vs MPI_Reduce.
- * The reduction of every rank's sendbuff lands in root's recvbuff only, so only root
- * checks; busbw = algbw (nccl-tests: each link carries the buffer once).
+ * The reduction of every rank's sendbuff lands in root's recvbuff only (with -i, in the
+ * same buffer), so only root checks; busbw = algbw (nccl-tests: each link carries the
+ * buffer once).
  */
 #include "harness.h"
 
@@ -10,6 +11,9 @@ static void counts(struct hb_call *c) {
   c->recv_count = c->count;
   c->check_count = c->rank == c->root ? c->count : 0; /* recvbuff is unused elsewhere */
 }
+
+/* mlcomm.h: in place is sendbuff == recvbuff */
+static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
@@ -20,13 +24,22 @@ static mlcommResult_t run(const struct hb_call *c) {
                  &req);
 }
 
+/* MPI's in-place reduce is MPI_IN_PLACE at root only; the other ranks pass their input
+ * and no recvbuf, as MPI forbids aliased send and receive arguments. */
 static int run_mpi(const struct hb_call *c) {
+  const void *send = c->sendbuff;
+  void *recv = c->recvbuff;
+  if (c->in_place) {
+    if (c->rank == c->root)
+      send = MPI_IN_PLACE;
+    else
+      recv = NULL;
+  }
   if (!c->async)
-    return MPI_Reduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op, c->root,
-                      c->mpi_comm);
+    return MPI_Reduce(send, recv, (int)c->count, c->mpi_type, c->mpi_op, c->root, c->mpi_comm);
   MPI_Request req;
-  int err = MPI_Ireduce(c->sendbuff, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
-                        c->root, c->mpi_comm, &req);
+  int err = MPI_Ireduce(send, recv, (int)c->count, c->mpi_type, c->mpi_op, c->root,
+                        c->mpi_comm, &req);
   return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
@@ -40,6 +53,7 @@ static const struct hb_collective reduce_bw = {
     .blocked = 0,
     .busbw_factor = hb_factor_one,
     .counts = counts,
+    .in_place = in_place,
     .run = run,
     .run_mpi = run_mpi,
     .expected = expected,

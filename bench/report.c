@@ -19,9 +19,9 @@ static const char *op_name(const struct hb_report *r) {
 void hb_report_header(const struct hb_report *r) {
   const struct hb_args *a = r->args;
   printf("# mlcomm %s bench: %s\n", r->version, r->coll->bench);
-  printf("# nranks %d, transport %s, type %s, op %s, iters %d, warmup %d, check %d%s\n",
+  printf("# nranks %d, transport %s, type %s, op %s, iters %d, warmup %d, check %d%s%s\n",
          r->nranks, r->transport, type_name(r), op_name(r), a->iters, a->warmup, a->check,
-         a->async ? ", async 1" : "");
+         a->async ? ", async 1" : "", a->in_place ? ", in-place 1" : "");
   /* two header lines as in nccl-tests: names, then units */
   char line[256];
   int len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "size",
@@ -115,7 +115,8 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
           tname, oname);
   fprintf(f, "  \"root\": %d,\n  \"iters\": %d,\n  \"warmup\": %d,\n  \"check\": %d,\n",
           coll->uses_root ? a->root : -1, a->iters, a->warmup, a->check);
-  fprintf(f, "  \"async\": %d,\n  \"vs_mpi\": %d,\n  \"rows\": [", a->async, a->vs_mpi);
+  fprintf(f, "  \"async\": %d,\n  \"in_place\": %s,\n  \"vs_mpi\": %d,\n  \"rows\": [",
+          a->async, a->in_place ? "true" : "false", a->vs_mpi);
   for (size_t k = 0; k < r->nrows; k++) {
     const struct hb_row *row = &r->rows[k];
     fprintf(f, "%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "

@@ -54,6 +54,7 @@ static const struct hb_collective sendrecv_bw = {
     .blocked = 0,
     .busbw_factor = hb_factor_one,
     .counts = counts,
+    .in_place = NULL, /* a send and a receive have no in-place form: -i is refused */
     .run = run,
     .run_mpi = run_mpi,
     .expected = expected,
