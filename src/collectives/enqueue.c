@@ -8,10 +8,6 @@
 #include "collectives/validate.h"
 #include "core/internal.h"
 
-static bool is_collective(enum mlcomm_op_kind kind) {
-  return kind != MLCOMM_OP_SEND && kind != MLCOMM_OP_RECV;
-}
-
 /* What a completed call reports in its status (receives overwrite it). */
 static void prefill_status(const struct mlcomm_comm *comm, struct mlcomm_op *op) {
   size_t bytes = op->count * mlcomm_type_size(op->dtype);
@@ -24,7 +20,7 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
                               mlcommRequest_t *async_out, mlcommStatus_t *status) {
   if (async_out) *async_out = MLCOMM_REQUEST_NULL;
   MLCOMM_CHECK(mlcomm_validate(comm, fn, op));
-  if (is_collective(op->kind)) {
+  if (mlcomm_op_is_collective(op->kind)) {
     op->seq = comm->coll_seq++;
     comm->seq_kinds[op->seq % MLCOMM_SEQ_RING] = (uint8_t)op->kind;
   } else {
@@ -35,8 +31,8 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
   op->recv_mem = mlcomm_mem_kind(op->recvbuf);
 
   /* Nothing to move: complete at once, with no transport involved. */
-  bool empty = op->count == 0 && op->kind != MLCOMM_OP_BARRIER && op->kind != MLCOMM_OP_SEND &&
-               op->kind != MLCOMM_OP_RECV;
+  bool empty = op->count == 0 && op->kind != MLCOMM_OP_BARRIER &&
+               mlcomm_op_is_collective(op->kind);
   const struct mlcomm_tinst *ti = NULL;
   if (!empty) {
     ti = mlcomm_transport_select(comm, op, fn);

@@ -7,10 +7,6 @@
 #include "collectives/reduce.h"
 #include "collectives/validate.h"
 
-static bool is_collective(enum mlcomm_op_kind kind) {
-  return kind != MLCOMM_OP_SEND && kind != MLCOMM_OP_RECV;
-}
-
 static bool has_redop(enum mlcomm_op_kind kind) {
   return kind == MLCOMM_OP_ALLREDUCE || kind == MLCOMM_OP_REDUCE ||
          kind == MLCOMM_OP_REDUCESCATTER;
@@ -105,7 +101,7 @@ mlcommResult_t mlcomm_validate(struct mlcomm_comm *comm, const char *fn, struct 
       (op->root < 0 || op->root >= n))
     return mlcomm_error(comm, mlcommInvalidArgument,
                         "%s: root is %d, expected a rank in 0..%d", fn, op->root, n - 1);
-  if (!is_collective(op->kind)) {
+  if (!mlcomm_op_is_collective(op->kind)) {
     bool any = op->kind == MLCOMM_OP_RECV;
     if (!(op->peer >= 0 && op->peer < n) && !(any && op->peer == MLCOMM_ANY_SOURCE))
       return mlcomm_error(comm, mlcommInvalidArgument, "%s: peer is %d, expected a rank in 0..%d%s",

@@ -73,7 +73,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
   }
   double t0 = mlcomm_now_ms(), deadline = t0 + (double)comm->tuning.diag_ms;
   int pending = n - 1;
-  for (uint64_t it = 0; pending > 0 && mlcomm_now_ms() < deadline; it++) {
+  while (pending > 0 && mlcomm_now_ms() < deadline) {
     for (int p = 0; p < n; p++) {
       int done = 0;
       if (rreq[p] == MPI_REQUEST_NULL) continue;
@@ -88,7 +88,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
       }
     }
     mlcomm_diag_serve(comm); /* a peer may be timing out and asking us too */
-    mlcomm_backoff(it, mlcomm_now_ms() - t0);
+    mlcomm_backoff(mlcomm_now_ms() - t0);
   }
   for (int p = 0; p < n; p++) {
     if (rreq[p] != MPI_REQUEST_NULL) {

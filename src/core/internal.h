@@ -31,6 +31,10 @@ enum mlcomm_op_kind {
 
 enum mlcomm_mem_kind { MLCOMM_MEM_HOST, MLCOMM_MEM_PINNED, MLCOMM_MEM_DEVICE, MLCOMM_MEM_MANAGED };
 
+static inline bool mlcomm_op_is_collective(enum mlcomm_op_kind kind) {
+  return kind != MLCOMM_OP_SEND && kind != MLCOMM_OP_RECV;
+}
+
 struct mlcomm_op {
   enum mlcomm_op_kind kind;
   const void *sendbuf;
@@ -183,7 +187,7 @@ uint64_t mlcomm_handle_register(struct mlcomm_request *req);
 struct mlcomm_request *mlcomm_handle_lookup(uint64_t handle);
 double mlcomm_now_ms(void);
 /* Lets the caller's thread breathe while waiting: spin, then yield, then short sleeps. */
-void mlcomm_backoff(uint64_t iteration, double waited_ms);
+void mlcomm_backoff(double waited_ms);
 
 /* ---- groups (group.c) */
 bool mlcomm_group_active(void);

@@ -147,13 +147,12 @@ double mlcomm_now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-void mlcomm_backoff(uint64_t iteration, double waited_ms) {
+void mlcomm_backoff(double waited_ms) {
   /* Spinning for 50 us keeps latency low; then yielding lets an oversubscribed peer
    * (4 ranks on 2 cores) run; sleeping stops a rank that waits on a straggler for
    * seconds from burning a core. Measured: yielding from the first poll when the node
    * is oversubscribed made a 4-rank 8-byte allreduce on 2 cores 2x slower, because
    * Open MPI already yields inside MPI_Test there. */
-  (void)iteration;
   if (waited_ms < 0.05) return;
   if (waited_ms < 1000.0) {
     sched_yield();
@@ -187,7 +186,7 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
   struct mlcomm_comm *comm = req->comm;
   const struct mlcomm_op *op = &req->op;
   char report[MLCOMM_ERRMSG_LEN / 2] = "";
-  bool collective = op->kind != MLCOMM_OP_SEND && op->kind != MLCOMM_OP_RECV;
+  bool collective = mlcomm_op_is_collective(op->kind);
   if (collective) mlcomm_diag_report(comm, op, report, sizeof report);
   else
     snprintf(report, sizeof report, "peer %d (tag %d) has not matched it", op->peer, op->tag);
@@ -237,7 +236,7 @@ mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatu
       next_serve = now + 1.0;
     }
     if (timeout > 0 && now - t0 >= timeout) return timed_out(req, now - t0, owned);
-    mlcomm_backoff(it, now - t0);
+    mlcomm_backoff(now - t0);
   }
 }
 
