@@ -35,14 +35,10 @@ static mlcommResult_t mpi_p2p_fail(struct mpi_state *st, const struct mlcomm_op 
   return mlcomm_mpi_error(st->comm, rc, what);
 }
 
-/* Finds (and unlinks, when take) the first held message matching src/tag. */
-static struct mpi_held *held_find(struct mpi_state *st, int src, int tag, bool take) {
-  for (struct mpi_held **p = &st->held; *p; p = &(*p)->next)
-    if (matches(src, tag, (*p)->source, (*p)->tag)) {
-      struct mpi_held *h = *p;
-      if (take) *p = h->next;
-      return h;
-    }
+/* The first held message matching src/tag, in arrival order. */
+static struct mpi_held *held_find(struct mpi_state *st, int src, int tag) {
+  for (struct mpi_held *h = st->held; h; h = h->next)
+    if (matches(src, tag, h->source, h->tag)) return h;
   return NULL;
 }
 
@@ -116,7 +112,7 @@ static mlcommResult_t match_pending(struct mpi_state *st) {
   MLCOMM_CHECK(drain(st));
   for (struct mpi_recv *r = st->recvs; r; r = r->next) {
     if (r->matched) continue;
-    struct mpi_held *h = held_find(st, r->op->peer, r->op->tag, false);
+    struct mpi_held *h = held_find(st, r->op->peer, r->op->tag);
     if (h) deliver(st, r, h);
   }
   return mlcommSuccess;
@@ -196,7 +192,7 @@ mlcommResult_t mpi_probe(void *state, int peer, int tag, int *found, mlcommStatu
   /* Receives posted earlier have first claim on what has arrived; the probe sees what
    * is left, which is exactly what the next matching receive will get. */
   MLCOMM_CHECK(match_pending(st));
-  struct mpi_held *h = held_find(st, peer, tag, false);
+  struct mpi_held *h = held_find(st, peer, tag);
   if (h == NULL) return mlcommSuccess;
   *found = 1;
   *status = (mlcommStatus_t){.source = h->source, .tag = h->tag, .bytes = h->bytes};
