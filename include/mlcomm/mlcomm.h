@@ -209,6 +209,22 @@ MLCOMM_API mlcommResult_t mlcommCommGetMPI(mlcommComm_t comm, MPI_Comm *mpiComm)
 /* The settings in force on comm after the environment was applied. */
 MLCOMM_API mlcommResult_t mlcommCommGetConfig(mlcommComm_t comm, mlcommConfig_t *config);
 
+/* ---------------------------------------------------------------- memory */
+
+/* Local (not collective): *ptr = bytes of host memory, 64-byte aligned, that the
+ * communicator's transport can use without copying. On the shared-memory transport
+ * it lies inside comm's shared segment, so collectives on it skip the copy in and out;
+ * elsewhere it is ordinary page-aligned host memory. bytes must be > 0. The memory
+ * stays valid until mlcommMemFree, even after comm is destroyed or aborted. Fails with
+ * mlcommSystemError (and a sentence naming /dev/shm and the size) when the node has no
+ * room. */
+MLCOMM_API mlcommResult_t mlcommMemAlloc(mlcommComm_t comm, size_t bytes, void **ptr);
+
+/* Frees memory from mlcommMemAlloc. NULL is a no-op; any other pointer that did not come
+ * from mlcommMemAlloc is refused with mlcommInvalidArgument, and memory still used by a
+ * request in flight with mlcommInProgress (nothing is freed then). */
+MLCOMM_API mlcommResult_t mlcommMemFree(void *ptr);
+
 /* ---------------------------------------------------------------- collectives */
 
 /* recvbuff[i] = op over all ranks of sendbuff[i], on every rank. */

@@ -30,6 +30,17 @@ struct mlcomm_transport {
   bool (*withdraw)(void *state, struct mlcomm_op *op);
   /* Optional: point-to-point probe. */
   mlcommResult_t (*probe)(void *state, int peer, int tag, int *found, mlcommStatus_t *status);
+  /* Optional: memory the transport uses without copies (mlcommMemAlloc). Returns
+   * mlcommUnsupported to let the core fall back to plain host memory. *cookie is passed
+   * to mem_free, which must work after fini (the allocation outlives the comm). */
+  mlcommResult_t (*mem_alloc)(void *state, size_t bytes, void **ptr, void **cookie);
+  void (*mem_free)(void *cookie, void *ptr);
+  /* Optional: appends what the transport knows about a timed-out op (which ranks have
+   * not arrived) to buf, for the timeout sentence. */
+  void (*describe)(void *state, const struct mlcomm_op *op, char *buf, size_t len);
+  /* Optional: mlcommCommAbort. Releases the peers waiting on this rank, then frees what
+   * it can; fini is not called after it. */
+  void (*abort)(void *state);
 };
 
 /* The table of every transport in this build, in priority order. */

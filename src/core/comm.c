@@ -251,6 +251,9 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
     if (!req->user_visible || req->orphan) mlcomm_request_release(req);
   }
   comm->nlive = 0;
+  /* Transports that can tell their peers (the shared-memory one) release them now. */
+  for (int i = 0; i < comm->ntransports; i++)
+    if (comm->transports[i].t->abort) comm->transports[i].t->abort(comm->transports[i].state);
   MLCOMM_INFO("comm %p aborted", (void *)comm);
   comm->magic = 0;
   free(comm);

@@ -187,7 +187,12 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
   const struct mlcomm_op *op = &req->op;
   char report[MLCOMM_ERRMSG_LEN / 2] = "";
   bool collective = mlcomm_op_is_collective(op->kind);
-  if (collective) mlcomm_diag_report(comm, op, report, sizeof report);
+  /* A transport that sees its peers' progress (shared-memory flags) says who is missing
+   * itself; otherwise the peers are asked over MPI. */
+  if (collective && req->ti->t->describe)
+    req->ti->t->describe(req->ti->state, op, report, sizeof report);
+  else if (collective)
+    mlcomm_diag_report(comm, op, report, sizeof report);
   else
     snprintf(report, sizeof report, "peer %d (tag %d) has not matched it", op->peer, op->tag);
   mlcomm_error(comm, mlcommTimeout,
