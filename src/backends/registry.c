@@ -3,7 +3,9 @@
 
 #include <string.h>
 
+/* In priority order: auto selection asks the first that supports an op. */
 const struct mlcomm_transport *const mlcomm_transports[] = {
+    &mlcomm_transport_shm,
     &mlcomm_transport_mpi,
 };
 const int mlcomm_ntransports = (int)(sizeof(mlcomm_transports) / sizeof(mlcomm_transports[0]));
@@ -19,7 +21,7 @@ mlcommResult_t mlcomm_transports_init(struct mlcomm_comm *comm) {
   if (forced != mlcommTransportAuto && find_transport(forced) == NULL)
     return mlcomm_error(comm, mlcommUnsupported,
                         "transport '%s' was requested (config.transport / MLCOMM_TRANSPORT) "
-                        "but is not part of this build of mlcomm %s; available: mpi",
+                        "but is not part of this build of mlcomm %s; available: shm, mpi",
                         mlcomm_transport_name(forced), MLCOMM_VERSION_STRING);
   comm->ntransports = 0;
   for (int i = 0; i < mlcomm_ntransports; i++) {

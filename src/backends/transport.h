@@ -57,5 +57,6 @@ const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
                                                    const char *fn);
 
 extern const struct mlcomm_transport mlcomm_transport_mpi;
+extern const struct mlcomm_transport mlcomm_transport_shm;
 
 #endif

@@ -139,6 +139,8 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
   comm->tuning = tuning;
   comm->user_comm = mpi;
   comm->coll_comm = comm->p2p_comm = comm->diag_comm = MPI_COMM_NULL;
+  comm->node_ranks = comm->node_cpus = 1;
+  comm->spin_ms = 0.05;
   mlcomm_set_debug_level(config.debugLevel);
   MPI_Comm_rank(mpi, &comm->rank);
   MPI_Comm_size(mpi, &comm->nranks);
@@ -146,7 +148,7 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
   res = dup_comm(comm, &comm->coll_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->p2p_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->diag_comm);
-  if (res == mlcommSuccess) mlcomm_topology_note(comm->coll_comm);
+  if (res == mlcommSuccess) mlcomm_topology_note(comm);
   if (res == mlcommSuccess) res = mlcomm_transports_init(comm);
   res = agree(comm->coll_comm != MPI_COMM_NULL ? comm->coll_comm : mpi, res, fn);
   if (res != mlcommSuccess) {

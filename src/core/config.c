@@ -163,6 +163,14 @@ static const struct tuning_param tuning_params[] = {
     {"MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX,
      offsetof(struct mlcomm_tuning, mpi_chunk_elems)},
     {"MLCOMM_DIAG_MS", 1000, 0, 60000, offsetof(struct mlcomm_tuning, diag_ms)},
+    {"MLCOMM_SHM_SLICE_BYTES", 64 << 10, 1024, 64 << 20,
+     offsetof(struct mlcomm_tuning, shm_slice_bytes)},
+    {"MLCOMM_SHM_SLOTS", 4, 2, 64, offsetof(struct mlcomm_tuning, shm_slots)},
+    {"MLCOMM_SHM_SMALL_BYTES", 8192, 0, 1 << 20, offsetof(struct mlcomm_tuning, shm_small_bytes)},
+    {"MLCOMM_SHM_POOL_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 40,
+     offsetof(struct mlcomm_tuning, shm_pool_bytes)},
+    {"MLCOMM_SHM_LIVENESS_MS", 200, 10, 60000, offsetof(struct mlcomm_tuning, shm_liveness_ms)},
+    {"MLCOMM_SHM_NT_BYTES", 8 << 20, -1, INT64_MAX, offsetof(struct mlcomm_tuning, shm_nt_bytes)},
 };
 
 mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out) {

@@ -88,7 +88,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
       }
     }
     mlcomm_diag_serve(comm); /* a peer may be timing out and asking us too */
-    mlcomm_backoff(mlcomm_now_ms() - t0);
+    mlcomm_backoff(mlcomm_now_ms() - t0, comm->spin_ms);
   }
   for (int p = 0; p < n; p++) {
     if (rreq[p] != MPI_REQUEST_NULL) {

@@ -87,6 +87,12 @@ struct mlcomm_tuning {
   int64_t mpi_binomial_bytes; /* reduce at or above this uses libnbc's binomial; -1 never */
   int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
   int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
+  int64_t shm_slice_bytes;  /* shm: pipeline slice of the large algorithms */
+  int64_t shm_slots;        /* shm: slices in flight (staging slots per rank) */
+  int64_t shm_small_bytes;  /* shm: at or below, one-shot through the small slots */
+  int64_t shm_pool_bytes;   /* shm: per-rank zero-copy pool for mlcommMemAlloc */
+  int64_t shm_liveness_ms;  /* shm: how often a waiting rank checks its peers' pids */
+  int64_t shm_nt_bytes;     /* shm: ops this large write results with streaming stores */
 };
 
 struct mlcomm_comm {
@@ -97,6 +103,8 @@ struct mlcomm_comm {
   MPI_Comm p2p_comm;  /* duplicate: the user's send/recv/probe */
   MPI_Comm diag_comm; /* duplicate: timeout diagnosis queries */
   int rank, nranks;
+  int node_ranks, node_cpus; /* ranks of this comm on this node, and the CPUs they share */
+  double spin_ms;            /* how long a wait spins before yielding (0: oversubscribed) */
   mlcommConfig_t config; /* resolved: no UNDEF fields */
   struct mlcomm_tuning tuning;
   struct mlcomm_tinst transports[MLCOMM_MAX_TRANSPORTS];
@@ -187,7 +195,7 @@ uint64_t mlcomm_handle_register(struct mlcomm_request *req);
 struct mlcomm_request *mlcomm_handle_lookup(uint64_t handle);
 double mlcomm_now_ms(void);
 /* Lets the caller's thread breathe while waiting: spin, then yield, then short sleeps. */
-void mlcomm_backoff(double waited_ms);
+void mlcomm_backoff(double waited_ms, double spin_ms);
 
 /* ---- groups (group.c) */
 bool mlcomm_group_active(void);
@@ -204,8 +212,9 @@ enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
 const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
 
 /* ---- topology (topology.c) */
-/* Collective over comm: reports the ranks and CPUs of this node (MLCOMM_DEBUG=INFO). */
-void mlcomm_topology_note(MPI_Comm comm);
+/* Collective over comm: fills comm->node_ranks/node_cpus and reports them
+ * (MLCOMM_DEBUG=INFO). */
+void mlcomm_topology_note(struct mlcomm_comm *comm);
 
 /* ---- timeout diagnosis (diag.c) */
 /* Answers peers' "where are you?" queries; cheap, called while waiting. */

@@ -147,13 +147,13 @@ double mlcomm_now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-void mlcomm_backoff(double waited_ms) {
+void mlcomm_backoff(double waited_ms, double spin_ms) {
   /* Spinning for 50 us keeps latency low; then yielding lets an oversubscribed peer
    * (4 ranks on 2 cores) run; sleeping stops a rank that waits on a straggler for
    * seconds from burning a core. Measured: yielding from the first poll when the node
    * is oversubscribed made a 4-rank 8-byte allreduce on 2 cores 2x slower, because
    * Open MPI already yields inside MPI_Test there. */
-  if (waited_ms < 0.05) return;
+  if (waited_ms < spin_ms) return;
   if (waited_ms < 1000.0) {
     sched_yield();
     return;
@@ -241,7 +241,7 @@ mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatu
       next_serve = now + 1.0;
     }
     if (timeout > 0 && now - t0 >= timeout) return timed_out(req, now - t0, owned);
-    mlcomm_backoff(now - t0);
+    mlcomm_backoff(now - t0, comm->spin_ms);
   }
 }
 

@@ -38,9 +38,9 @@ static void describe(const cpu_set_t *set, int *cores, int *numa) {
 #endif
 }
 
-void mlcomm_topology_note(MPI_Comm comm) {
+void mlcomm_topology_note(struct mlcomm_comm *comm) {
   MPI_Comm node;
-  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+  if (MPI_Comm_split_type(comm->coll_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
     return;
   int local = 1;
   MPI_Comm_size(node, &local);
@@ -53,6 +53,8 @@ void mlcomm_topology_note(MPI_Comm comm) {
     memcpy(&all, &mine, sizeof all);
   MPI_Comm_free(&node);
   int cpus = CPU_COUNT(&all), cores, numa;
+  comm->node_ranks = local;
+  comm->node_cpus = cpus;
   describe(&all, &cores, &numa);
   MLCOMM_INFO("%d rank(s) of this communicator on this node share %d CPU(s) (%d core(s), %d "
               "NUMA node(s) per hwloc)%s",

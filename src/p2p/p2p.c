@@ -95,6 +95,6 @@ MLCOMM_API mlcommResult_t mlcommProbe(int peer, int tag, mlcommComm_t comm,
                           "%s: no message from %s%d with tag %d arrived within %.0f ms on rank %d",
                           fn, peer == MLCOMM_ANY_SOURCE ? "any rank " : "rank ", peer, tag,
                           waited, comm->rank);
-    mlcomm_backoff(waited);
+    mlcomm_backoff(waited, comm->spin_ms);
   }
 }

@@ -210,12 +210,17 @@ static void abort_in_flight(void)
     /* The root never joins, so this cannot complete. */
     CHECK_OK(mlcommBroadcastAsync(NULL, buf, N, mlcommInt64, skipper, c, &r));
     int done = -1;
-    CHECK_OK(mlcommTest(&r, &done, NULL));
-    CHECK(done == 0, "a Broadcast whose root never joined reports done");
+    /* On the shared-memory transport a peer's abort reaches this rank's request as
+     * mlcommRemoteError, and may already have happened here. */
+    mlcommResult_t tr = mlcommTest(&r, &done, NULL);
+    CHECK(tr == mlcommSuccess || tr == mlcommRemoteError, "Test returned %d", (int)tr);
+    CHECK(tr != mlcommSuccess || done == 0, "a Broadcast whose root never joined reports done");
     CHECK_OK(mlcommCommAbort(c));
-    double t0 = MPI_Wtime();
-    CHECK_RES(mlcommWait(&r, NULL), mlcommRemoteError);
-    CHECK(MPI_Wtime() - t0 < 1.0, "Wait after Abort did not fail at once");
+    if (tr == mlcommSuccess) {
+      double t0 = MPI_Wtime();
+      CHECK_RES(mlcommWait(&r, NULL), mlcommRemoteError);
+      CHECK(MPI_Wtime() - t0 < 1.0, "Wait after Abort did not fail at once");
+    }
     CHECK(r == MLCOMM_REQUEST_NULL, "the failed request was not released");
   } else {
     CHECK_OK(mlcommCommDestroy(c));

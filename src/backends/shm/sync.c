@@ -1,0 +1,198 @@
+/*
+ * Arrival, descriptors and the watch on peers: who has reached op s, whether they
+ * called the same thing, whether a peer aborted or died, and what to say on timeout.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/shm/shm.h"
+#include "collectives/reduce.h"
+
+bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v) {
+  for (int r = 0; r < st->n; r++)
+    if (shm_load((const struct shm_counter *)((const char *)st->ctls[r] + off)) < v) return false;
+  return true;
+}
+
+bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o) {
+  return o->sseq <= 2 || SHM_ALL(st, done, o->sseq - 2);
+}
+
+bool shm_slice_slot_free(const struct shm_state *st, uint64_t e) {
+  return e < st->lay.slots || SHM_ALL(st, consumed, e - st->lay.slots + 1);
+}
+
+mlcommResult_t shm_fail(struct shm_state *st, mlcommResult_t res, const char *fmt, ...) {
+  if (st->failed == mlcommSuccess) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->why, sizeof st->why, fmt, ap);
+    va_end(ap);
+    st->failed = res;
+  }
+  return st->failed;
+}
+
+static bool rooted(int kind) { return kind == MLCOMM_OP_BROADCAST || kind == MLCOMM_OP_REDUCE; }
+static bool reducing(int kind) {
+  return kind == MLCOMM_OP_ALLREDUCE || kind == MLCOMM_OP_REDUCE ||
+         kind == MLCOMM_OP_REDUCESCATTER;
+}
+
+static void publish(struct shm_state *st, struct shm_op *o) {
+  const struct mlcomm_op *op = o->op;
+  struct shm_ctl *me = st->ctls[st->rank];
+  me->desc[o->sseq % SHM_DESC_RING] = (struct shm_desc){
+      .sseq = o->sseq, .seq = op->seq, .count = op->count, .kind = (int32_t)op->kind,
+      .dtype = (int32_t)op->dtype, .redop = (int32_t)op->redop, .root = op->root,
+      .send_off = o->send_off, .recv_off = o->recv_off};
+  shm_store(&me->arrive, o->sseq);
+  o->published = true;
+}
+
+static void describe_call(char *buf, size_t len, int kind, uint64_t count, int dtype, int redop,
+                          int root) {
+  int k = snprintf(buf, len, "%s(%llu x %s", mlcomm_op_kind_name((enum mlcomm_op_kind)kind),
+                   (unsigned long long)count, mlcomm_type_name((mlcommDataType_t)dtype));
+  if (reducing(kind)) k += snprintf(buf + k, len - (size_t)k, ", %s", mlcomm_op_name((mlcommRedOp_t)redop));
+  if (rooted(kind)) k += snprintf(buf + k, len - (size_t)k, ", root %d", root);
+  snprintf(buf + k, len - (size_t)k, ")");
+}
+
+/* Does rank j's call at this point match ours? */
+static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
+  const struct mlcomm_op *op = o->op;
+  const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
+  bool same = d->kind == (int32_t)op->kind && (op->kind == MLCOMM_OP_BARRIER ||
+              (d->count == op->count && d->dtype == (int32_t)op->dtype)) &&
+              (!reducing(op->kind) || d->redop == (int32_t)op->redop) &&
+              (!rooted(op->kind) || d->root == op->root);
+  if (same) return true;
+  char theirs[160], ours[160];
+  describe_call(theirs, sizeof theirs, d->kind, d->count, d->dtype, d->redop, d->root);
+  describe_call(ours, sizeof ours, (int)op->kind, op->count, (int)op->dtype, (int)op->redop, op->root);
+  shm_fail(st, mlcommInvalidArgument,
+           "collective seq %llu on the shared-memory transport: rank %d called %s where rank %d "
+           "called %s; every rank must make the same collective calls in the same order with "
+           "the same count, type, op and root. The communicator is unusable now: abort it",
+           (unsigned long long)op->seq, j, theirs, st->rank, ours);
+  return false;
+}
+
+enum shm_step shm_publish(struct shm_state *st, struct shm_op *o) {
+  if (o->published) return SHM_ADVANCED;
+  if (o->sseq > SHM_DESC_RING && !SHM_ALL(st, done, o->sseq - SHM_DESC_RING)) return SHM_BLOCKED;
+  publish(st, o);
+  return SHM_ADVANCED;
+}
+
+enum shm_step shm_await(struct shm_state *st, struct shm_op *o, int who) {
+  if (o->checked) return SHM_ADVANCED;
+  if (who >= 0 ? shm_load(&st->ctls[who]->arrive) < o->sseq : !SHM_ALL(st, arrive, o->sseq))
+    return SHM_BLOCKED;
+  for (int j = 0; j < st->n; j++)
+    if (j != st->rank && (who < 0 || j == who) && !check_desc(st, o, j)) return SHM_FAILED;
+  o->checked = true;
+  return SHM_ADVANCED;
+}
+
+/* 0 and the start time of a live process; -1 when it is gone or a zombie. */
+int64_t shm_proc_start_time(pid_t pid) {
+  char path[64], text[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  size_t got = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[got] = '\0';
+  const char *p = strrchr(text, ')'); /* the command name may hold spaces and ')' */
+  if (p == NULL) return -1;
+  char state = 0;
+  unsigned long long start = 0;
+  /* After ") ": state (field 3) ... starttime (field 22). */
+  if (sscanf(p + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
+             &state, &start) != 2)
+    return -1;
+  if (state == 'Z' || state == 'X' || state == 'x') return -1;
+  return (int64_t)start;
+}
+
+static bool alive(const struct shm_ctl *c) {
+  if (kill(c->pid, 0) != 0 && errno == ESRCH) return false;
+  return shm_proc_start_time(c->pid) == (int64_t)c->start_time;
+}
+
+void shm_check_peers(struct shm_state *st) {
+  int32_t by = atomic_load_explicit(&st->hdr->aborted_by, memory_order_acquire);
+  if (by > 0 && by - 1 != st->rank) {
+    shm_fail(st, mlcommRemoteError,
+             "rank %d aborted the communicator (mlcommCommAbort) while this rank (%d) waited "
+             "on the shared-memory transport; abort it here too",
+             by - 1, st->rank);
+    return;
+  }
+  double now = mlcomm_now_ms();
+  if (st->blocked_since == 0) st->blocked_since = now;
+  if (!st->liveness || now - st->last_check < (double)st->comm->tuning.shm_liveness_ms) return;
+  st->last_check = now;
+  for (int r = 0; r < st->n; r++) {
+    if (r == st->rank || alive(st->ctls[r])) continue;
+    const struct mlcomm_op *op = st->head ? st->head->op : NULL;
+    shm_fail(st, mlcommRemoteError,
+             "rank %d (pid %d) died while this rank (%d) waited for it in %s (seq %llu) on the "
+             "shared-memory transport; the communicator is unusable: abort it",
+             r, (int)st->ctls[r]->pid, st->rank, op ? mlcomm_op_kind_name(op->kind) : "a collective",
+             op ? (unsigned long long)op->seq : 0ull);
+    return;
+  }
+}
+
+static void append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t len, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, len - used, fmt, ap);
+  va_end(ap);
+}
+
+void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len) {
+  struct shm_state *st = state;
+  const struct shm_op *o = st->head ? st->head : op->tstate;
+  buf[0] = '\0';
+  if (o == NULL) {
+    snprintf(buf, len, "the shared-memory transport holds no state for it");
+    return;
+  }
+  if (o->op != op)
+    append(buf, len, "it is queued behind %s (seq %llu), still running; ",
+           mlcomm_op_kind_name(o->op->kind), (unsigned long long)o->op->seq);
+  append(buf, len, "ranks that have not arrived:");
+  int missing = 0;
+  for (int r = 0; r < st->n; r++) {
+    uint64_t a = shm_load(&st->ctls[r]->arrive);
+    if (a >= o->sseq) continue;
+    append(buf, len, "%s %d", missing++ ? "," : "", r);
+    if (a == 0) {
+      append(buf, len, " (no collective on this communicator yet)");
+      continue;
+    }
+    const struct shm_desc *d = shm_peer_desc(st, r, a);
+    bool fin = shm_load(&st->ctls[r]->done) >= a;
+    append(buf, len, " (its last collective here: %s seq %llu, %s)",
+           mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind), (unsigned long long)d->seq,
+           fin ? "finished" : "still in it");
+  }
+  if (missing == 0)
+    append(buf, len, " none; every rank arrived, and the slices stopped at posted/reduced/consumed"
+                     " %llu/%llu/%llu of epochs up to %llu here",
+           (unsigned long long)o->next_post, (unsigned long long)o->next_reduce,
+           (unsigned long long)o->next_consume, (unsigned long long)o->nslices);
+  append(buf, len, "; arrived:");
+  for (int r = 0; r < st->n; r++)
+    if (shm_load(&st->ctls[r]->arrive) >= o->sseq) append(buf, len, " %d", r);
+}

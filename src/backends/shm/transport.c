@@ -1,0 +1,189 @@
+/*
+ * The shared-memory transport's glue to the contract: availability (every rank on one
+ * node), the op queue (ops run in the order they were started, on every rank alike),
+ * failure reporting, abort, and zero-copy memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/shm/shm.h"
+#include "collectives/reduce.h"
+#include "collectives/validate.h"
+
+static bool shm_available(struct mlcomm_comm *comm, const char **why) {
+  if (comm->node_ranks != comm->nranks) {
+    *why = "the communicator's ranks are on more than one node";
+    return false;
+  }
+  return true;
+}
+
+static void shm_fini(void *state) {
+  struct shm_state *st = state;
+  if (st == NULL) return;
+  while (st->head) { /* only after an abort or a failure */
+    struct shm_op *o = st->head;
+    st->head = o->next;
+    o->op->tstate = NULL;
+    free(o);
+  }
+  shm_mapping_unref(st->map);
+  free(st->ctls);
+  free(st->regions);
+  free(st->scratch);
+  free(st);
+}
+
+static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
+  struct shm_state *st = calloc(1, sizeof *st);
+  if (st == NULL) return mlcomm_error(comm, mlcommSystemError, "shm transport: out of memory");
+  st->comm = comm;
+  st->rank = comm->rank;
+  st->n = comm->nranks;
+  mlcommResult_t res = shm_segment_create(st);
+  if (res == mlcommSuccess && posix_memalign(&st->scratch, SHM_PAGE, st->lay.slice_bytes) != 0)
+    res = mlcomm_error(comm, mlcommSystemError, "shm transport: out of memory");
+  if (res != mlcommSuccess) {
+    shm_fini(st);
+    return res;
+  }
+  MLCOMM_INFO("shm transport: %d rank(s), %zu-byte segment + %zu-byte pool per rank, slices "
+              "%zu x %zu bytes, one-shot up to %zu bytes",
+              st->n, st->lay.pool_off, st->lay.pool_bytes, st->lay.slots, st->lay.slice_bytes,
+              st->lay.small_bytes);
+  *state = st;
+  return mlcommSuccess;
+}
+
+static bool host(enum mlcomm_mem_kind k) { return k == MLCOMM_MEM_HOST || k == MLCOMM_MEM_PINNED; }
+
+static bool shm_supports(void *state, const struct mlcomm_op *op) {
+  struct shm_state *st = state;
+  if (!mlcomm_op_is_collective(op->kind)) return false;
+  if (op->kind == MLCOMM_OP_BARRIER) return true;
+  /* Reduce-scatter stages one sub-slice per rank in a slot: a slot must hold n elements. */
+  if (op->kind == MLCOMM_OP_REDUCESCATTER &&
+      st->lay.slice_bytes / ((size_t)st->n * mlcomm_type_size(op->dtype)) == 0)
+    return false;
+  return host(op->send_mem) && host(op->recv_mem);
+}
+
+typedef enum shm_step (*step_fn)(struct shm_state *, struct shm_op *);
+static const step_fn steps[MLCOMM_OP_KIND_COUNT] = {
+    [MLCOMM_OP_ALLREDUCE] = shm_allreduce_step,   [MLCOMM_OP_BROADCAST] = shm_broadcast_step,
+    [MLCOMM_OP_REDUCE] = shm_reduce_step,         [MLCOMM_OP_ALLGATHER] = shm_allgather_step,
+    [MLCOMM_OP_REDUCESCATTER] = shm_reduce_scatter_step, [MLCOMM_OP_BARRIER] = shm_barrier_step,
+};
+
+/* Runs the queue head-first until something must wait for a peer. */
+static void drive(struct shm_state *st) {
+  while (st->head) {
+    struct shm_op *o = st->head;
+    enum shm_step r = st->failed != mlcommSuccess ? SHM_FAILED : steps[o->op->kind](st, o);
+    if (r == SHM_BLOCKED) {
+      shm_check_peers(st);
+      if (st->failed == mlcommSuccess) return;
+      r = SHM_FAILED;
+    }
+    st->blocked_since = 0;
+    o->finished = true;
+    o->result = r == SHM_DONE ? mlcommSuccess : st->failed;
+    st->head = o->next;
+    if (st->head == NULL) st->tail = NULL;
+  }
+}
+
+/* Slices and the one-shot decision: computed alike on every rank from the call. */
+static void plan(struct shm_state *st, struct shm_op *o) {
+  const struct mlcomm_op *op = o->op;
+  size_t n = (size_t)st->n, slice = st->lay.slice_bytes;
+  o->esize = op->kind == MLCOMM_OP_BARRIER ? 1 : mlcomm_type_size(op->dtype);
+  size_t bytes = op->count * o->esize;
+  size_t payload = op->kind == MLCOMM_OP_REDUCESCATTER ? bytes * n : bytes;
+  o->small = op->kind == MLCOMM_OP_BARRIER || payload <= st->lay.small_bytes;
+  o->send_off = o->recv_off = SHM_NO_OFF;
+  if (o->small) return;
+  o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
+  o->nslices = (op->count + o->slice_elems - 1) / o->slice_elems;
+  o->ebase = st->epoch;
+  st->epoch += o->nslices;
+  size_t send_len, recv_len;
+  mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
+  o->send_off = shm_pool_offset(st, op->sendbuf, send_len);
+  o->recv_off = shm_pool_offset(st, op->recvbuf, recv_len);
+  size_t total = op->kind == MLCOMM_OP_ALLGATHER ? bytes * n : payload;
+  o->nt = st->lay.nt_bytes >= 0 && total >= (size_t)st->lay.nt_bytes;
+}
+
+static mlcommResult_t report(struct shm_state *st, const struct mlcomm_op *op, mlcommResult_t res) {
+  return mlcomm_error(st->comm, res, "%s (seq %llu): %s", mlcomm_op_kind_name(op->kind),
+                      (unsigned long long)op->seq, st->why);
+}
+
+static mlcommResult_t shm_start(void *state, struct mlcomm_op *op) {
+  struct shm_state *st = state;
+  if (st->failed != mlcommSuccess) return report(st, op, st->failed);
+  struct shm_op *o = calloc(1, sizeof *o);
+  if (o == NULL) return mlcomm_error(st->comm, mlcommSystemError, "shm transport: out of memory");
+  o->op = op;
+  o->sseq = ++st->sseq;
+  op->tstate = o;
+  plan(st, o);
+  if (st->tail) st->tail->next = o;
+  else st->head = o;
+  st->tail = o;
+  drive(st);
+  return mlcommSuccess;
+}
+
+static mlcommResult_t shm_progress(void *state, struct mlcomm_op *op, bool *done) {
+  struct shm_state *st = state;
+  struct shm_op *o = op->tstate;
+  if (!o->finished) drive(st);
+  *done = o->finished;
+  if (o->finished && o->result != mlcommSuccess) return report(st, op, o->result);
+  return mlcommSuccess;
+}
+
+static void shm_release(void *state, struct mlcomm_op *op, bool aborting) {
+  struct shm_state *st = state;
+  struct shm_op *o = op->tstate;
+  (void)aborting;
+  if (o == NULL) return;
+  if (!o->finished) { /* abandoned (abort): take it off the queue */
+    struct shm_op **p = &st->head, *prev = NULL;
+    while (*p && *p != o) prev = *p, p = &(*p)->next;
+    if (*p) *p = o->next;
+    if (st->tail == o) st->tail = prev;
+  }
+  op->tstate = NULL;
+  free(o);
+}
+
+static void shm_abort(void *state) {
+  struct shm_state *st = state;
+  int32_t none = 0;
+  atomic_compare_exchange_strong(&st->hdr->aborted_by, &none, st->rank + 1);
+  shm_fini(st);
+}
+
+static mlcommResult_t shm_alloc(void *state, size_t bytes, void **ptr, void **cookie) {
+  return shm_mem_alloc(state, bytes, ptr, cookie);
+}
+
+const struct mlcomm_transport mlcomm_transport_shm = {
+    .name = "shm",
+    .id = mlcommTransportShm,
+    .priority = 10,
+    .available = shm_available,
+    .init = shm_init,
+    .fini = shm_fini,
+    .supports = shm_supports,
+    .start = shm_start,
+    .progress = shm_progress,
+    .release = shm_release,
+    .describe = shm_describe,
+    .abort = shm_abort,
+    .mem_alloc = shm_alloc,
+    .mem_free = shm_mem_free,
+};
