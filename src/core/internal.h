@@ -93,6 +93,7 @@ struct mlcomm_tuning {
   int64_t shm_pool_bytes;   /* shm: per-rank zero-copy pool for mlcommMemAlloc */
   int64_t shm_liveness_ms;  /* shm: how often a waiting rank checks its peers' pids */
   int64_t shm_nt_bytes;     /* shm: ops this large write results with streaming stores */
+  int64_t shm_spin;         /* shm: 1 keeps spinning even when oversubscribed */
 };
 
 struct mlcomm_comm {

@@ -103,6 +103,7 @@ struct shm_state {
   mlcommResult_t failed;        /* sticky: a peer died, aborted, or disagreed */
   char why[MLCOMM_ERRMSG_LEN / 2];
   bool liveness;                /* peers' pids are visible here */
+  bool oversubscribed;          /* more ranks than CPUs on the node: yield when blocked */
   double blocked_since, last_check;
   void *scratch;                /* private, cache-sized: results before they are shared */
 };

@@ -3,6 +3,7 @@
  * node), the op queue (ops run in the order they were started, on every rank alike),
  * failure reporting, abort, and zero-copy memory.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,7 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
     shm_fini(st);
     return res;
   }
+  st->oversubscribed = comm->node_ranks > comm->node_cpus && !comm->tuning.shm_spin;
   MLCOMM_INFO("shm transport: %d rank(s), %zu-byte segment + %zu-byte pool per rank, slices "
               "%zu x %zu bytes, one-shot up to %zu bytes",
               st->n, st->lay.pool_off, st->lay.pool_bytes, st->lay.slots, st->lay.slice_bytes,
@@ -82,6 +84,8 @@ static void drive(struct shm_state *st) {
     enum shm_step r = st->failed != mlcommSuccess ? SHM_FAILED : steps[o->op->kind](st, o);
     if (r == SHM_BLOCKED) {
       shm_check_peers(st);
+      /* More ranks than CPUs: the peer we wait for may need this CPU to get there. */
+      if (st->oversubscribed) sched_yield();
       if (st->failed == mlcommSuccess) return;
       r = SHM_FAILED;
     }
