@@ -227,6 +227,7 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm) {
   mlcomm_transports_fini(comm);
   free_mpi_comms(comm);
   if (comm->owns_user_comm) MPI_Comm_free(&comm->user_comm);
+  mlcomm_request_free_spares(comm);
   comm->magic = 0;
   free(comm);
   return mlcommSuccess;
@@ -257,6 +258,7 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
   for (int i = 0; i < comm->ntransports; i++)
     if (comm->transports[i].t->abort) comm->transports[i].t->abort(comm->transports[i].state);
   MLCOMM_INFO("comm %p aborted", (void *)comm);
+  mlcomm_request_free_spares(comm);
   comm->magic = 0;
   free(comm);
   return mlcommSuccess;

@@ -114,6 +114,8 @@ struct mlcomm_comm {
   uint64_t p2p_seq;
   uint8_t seq_kinds[MLCOMM_SEQ_RING];
   struct mlcomm_request *live; /* requests not yet released */
+  struct mlcomm_request *spare; /* released requests kept for reuse (at most 8) */
+  int nspare;
   int nlive;
   mlcommResult_t failed; /* sticky: set when a blocking call timed out */
   char last_error[MLCOMM_ERRMSG_LEN];
@@ -180,6 +182,8 @@ const char *mlcomm_op_kind_name(enum mlcomm_op_kind kind); /* "mlcommAllReduce" 
 struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm);
 void mlcomm_request_release(struct mlcomm_request *req);
 mlcommResult_t mlcomm_request_start(struct mlcomm_request *req);
+/* Frees the comm's spare requests (destroy, abort). */
+void mlcomm_request_free_spares(struct mlcomm_comm *comm);
 /* Advances one request; true once it is DONE. */
 bool mlcomm_request_progress(struct mlcomm_request *req);
 /* Advances every live request on every comm (what any call into the library does). */

@@ -77,8 +77,16 @@ static void handle_unregister(uint64_t handle) {
 /* ---- lifecycle */
 
 struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm) {
-  struct mlcomm_request *req = calloc(1, sizeof *req);
-  if (req == NULL) return NULL;
+  /* Reuse a released request: this runs once per call, and malloc + free cost more
+   * than the rest of an 8-byte shm allreduce's bookkeeping (measured with callgrind). */
+  struct mlcomm_request *req = comm->spare;
+  if (req) {
+    comm->spare = req->next;
+    comm->nspare--;
+  } else if ((req = malloc(sizeof *req)) == NULL) {
+    return NULL;
+  }
+  memset(req, 0, sizeof *req);
   req->comm = comm;
   req->state = MLCOMM_REQ_DEFERRED;
   req->next = comm->live;
@@ -104,7 +112,22 @@ void mlcomm_request_release(struct mlcomm_request *req) {
     req->released = true;
     return;
   }
+  if (comm && comm->nspare < 8) {
+    req->next = comm->spare;
+    comm->spare = req;
+    comm->nspare++;
+    return;
+  }
   free(req);
+}
+
+void mlcomm_request_free_spares(struct mlcomm_comm *comm) {
+  while (comm->spare) {
+    struct mlcomm_request *next = comm->spare->next;
+    free(comm->spare);
+    comm->spare = next;
+  }
+  comm->nspare = 0;
 }
 
 static void finish(struct mlcomm_request *req, mlcommResult_t res) {

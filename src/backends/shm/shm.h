@@ -100,6 +100,7 @@ struct shm_state {
   uint64_t sseq;                /* shm ops started on this rank */
   uint64_t epoch;               /* slices allotted so far */
   struct shm_op *head, *tail;   /* started, not finished: run in order */
+  struct shm_op *spare;         /* released ops kept for reuse */
   mlcommResult_t failed;        /* sticky: a peer died, aborted, or disagreed */
   char why[MLCOMM_ERRMSG_LEN / 2];
   bool liveness;                /* peers' pids are visible here */

@@ -28,6 +28,11 @@ static void shm_fini(void *state) {
     o->op->tstate = NULL;
     free(o);
   }
+  while (st->spare) {
+    struct shm_op *o = st->spare;
+    st->spare = o->next;
+    free(o);
+  }
   shm_mapping_unref(st->map);
   free(st->ctls);
   free(st->regions);
@@ -127,8 +132,11 @@ static mlcommResult_t report(struct shm_state *st, const struct mlcomm_op *op, m
 static mlcommResult_t shm_start(void *state, struct mlcomm_op *op) {
   struct shm_state *st = state;
   if (st->failed != mlcommSuccess) return report(st, op, st->failed);
-  struct shm_op *o = calloc(1, sizeof *o);
-  if (o == NULL) return mlcomm_error(st->comm, mlcommSystemError, "shm transport: out of memory");
+  struct shm_op *o = st->spare; /* reused, as requests are: see mlcomm_request_new */
+  if (o) st->spare = o->next;
+  else if ((o = malloc(sizeof *o)) == NULL)
+    return mlcomm_error(st->comm, mlcommSystemError, "shm transport: out of memory");
+  memset(o, 0, sizeof *o);
   o->op = op;
   o->sseq = ++st->sseq;
   op->tstate = o;
@@ -161,7 +169,8 @@ static void shm_release(void *state, struct mlcomm_op *op, bool aborting) {
     if (st->tail == o) st->tail = prev;
   }
   op->tstate = NULL;
-  free(o);
+  o->next = st->spare;
+  st->spare = o;
 }
 
 static void shm_abort(void *state) {
