@@ -51,6 +51,7 @@ static const struct hb_collective allgather_bw = {
     .uses_root = 0,
     .blocked = 1,
     .busbw_factor = hb_factor_gather,
+    .traffic = hb_traffic_allgather,
     .counts = counts,
     .in_place = in_place,
     .run = run,

@@ -44,6 +44,7 @@ static const struct hb_collective allreduce_bw = {
     .uses_root = 0,
     .blocked = 0,
     .busbw_factor = hb_factor_allreduce,
+    .traffic = hb_traffic_allreduce,
     .counts = counts,
     .in_place = in_place,
     .run = run,

@@ -1,6 +1,6 @@
 /*
- * args.c - the command line: the names -d, -o and -t accept, the flags, -h's text and
- * the messages for a flag that cannot be used.
+ * args.c - the command line: the names -d, -o, -t and -m accept, the flags, -h's text
+ * and the messages for a flag that cannot be used.
  */
 #include "harness_internal.h"
 
@@ -27,6 +27,11 @@ static const char *const ops[] = {"sum", "prod", "max", "min", "avg"};
 /* indexed by mlcommConfig_t.transport */
 static const char *const transports[] = {"auto", "mpi", "shm", "nccl"};
 #define TRANSPORT_LIST "auto mpi shm nccl"
+
+/* indexed by enum hb_memory (memory.c names them). "device" is reserved for CUDA
+ * buffers: refused with its own message until the harness can allocate them. */
+static const char *const memories[] = {"host", "alloc"};
+#define MEMORY_LIST "host alloc"
 
 const struct hb_type_info *hb_type(mlcommDataType_t t) {
   for (size_t k = 0; k < N_TYPES; k++)
@@ -61,8 +66,13 @@ static void usage(FILE *f, const struct hb_collective *coll) {
           "  -c, --check 0|1          verify the results (default 1)\n"
           "  -t, --transport T        " TRANSPORT_LIST " (default: the library's, or\n"
           "                           MLCOMM_TRANSPORT)\n"
+          "  -m, --memory KIND        " MEMORY_LIST " (default host): malloc'ed buffers, or\n"
+          "                           mlcommMemAlloc's (zero-copy on the shm transport)\n"
           "      --vs-mpi             also time the plain MPI call on the same buffers\n"
           "      --json PATH          rank 0 writes every row to PATH as JSON\n"
+          "      --bound              first measure the node's memory bandwidth (every rank\n"
+          "                           copying 256 MiB at once), then print busbw as a\n"
+          "                           fraction of the bound it sets for this collective\n"
           "  -a, --async              use the ...Async forms and mlcommWait\n"
           "  -i, --in-place           run every call in place (sendbuff and recvbuff overlap\n"
           "                           as mlcomm.h defines; MPI_IN_PLACE for --vs-mpi)%s\n"
@@ -102,8 +112,10 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
 }
 
 /* One accepted flag. Short-only or long-only flags have 0 / NULL in the other slot;
- * allowed describes the values in error messages. */
+ * key tells them apart in the parser (the short name, or an upper-case letter for a
+ * long-only flag); allowed describes the values in error messages. */
 struct hb_flag {
+  char key;
   char short_name;
   const char *long_name;
   int takes_value;
@@ -112,21 +124,23 @@ struct hb_flag {
 
 #define SIZE_TEXT "bytes as an integer with an optional K, M or G suffix (e.g. 8, 1K, 64M)"
 static const struct hb_flag flags[] = {
-    {'b', "minbytes", 1, SIZE_TEXT},
-    {'e', "maxbytes", 1, SIZE_TEXT},
-    {'f', "stepfactor", 1, "an integer from 2 to 1073741824"},
-    {'d', "datatype", 1, TYPE_LIST},
-    {'o', "op", 1, OP_LIST},
-    {'r', "root", 1, "a rank from 0 to nranks-1"},
-    {'n', "iters", 1, "an integer >= 1"},
-    {'w', "warmup_iters", 1, "an integer >= 0"},
-    {'c', "check", 1, "0 or 1"},
-    {'t', "transport", 1, TRANSPORT_LIST},
-    {0, "vs-mpi", 0, NULL},
-    {0, "json", 1, "a file path"},
-    {'a', "async", 0, NULL},
-    {'i', "in-place", 0, NULL},
-    {'h', "help", 0, NULL},
+    {'b', 'b', "minbytes", 1, SIZE_TEXT},
+    {'e', 'e', "maxbytes", 1, SIZE_TEXT},
+    {'f', 'f', "stepfactor", 1, "an integer from 2 to 1073741824"},
+    {'d', 'd', "datatype", 1, TYPE_LIST},
+    {'o', 'o', "op", 1, OP_LIST},
+    {'r', 'r', "root", 1, "a rank from 0 to nranks-1"},
+    {'n', 'n', "iters", 1, "an integer >= 1"},
+    {'w', 'w', "warmup_iters", 1, "an integer >= 0"},
+    {'c', 'c', "check", 1, "0 or 1"},
+    {'t', 't', "transport", 1, TRANSPORT_LIST},
+    {'m', 'm', "memory", 1, MEMORY_LIST},
+    {'V', 0, "vs-mpi", 0, NULL},
+    {'J', 0, "json", 1, "a file path"},
+    {'B', 0, "bound", 0, NULL},
+    {'a', 'a', "async", 0, NULL},
+    {'i', 'i', "in-place", 0, NULL},
+    {'h', 'h', "help", 0, NULL},
 };
 
 /* Errors name the flag as the user spelled it and list what it accepts. */
@@ -134,7 +148,8 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
                   int talk, struct hb_args *a) {
   *a = (struct hb_args){.min_bytes = 8, .max_bytes = 64u << 20, .factor = 2,
                         .type = mlcommFloat32, .op = mlcommSum, .root = 0, .iters = 20,
-                        .warmup = 5, .check = 1, .transport = -1};
+                        .warmup = 5, .check = 1, .transport = -1,
+                        .memory = HB_MEMORY_HOST};
   const char *prog = coll->bench;
 #define BAD(...)                     \
   do {                               \
@@ -178,8 +193,8 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       }
     }
     if (!flag)
-      BAD("'%s' is not a flag; allowed: -b -e -f -d -o -r -n -w -c -t -a -i --vs-mpi "
-          "--json -h (run with -h for details)",
+      BAD("'%s' is not a flag; allowed: -b -e -f -d -o -r -n -w -c -t -m -a -i --vs-mpi "
+          "--json --bound -h (run with -h for details)",
           arg);
     if (flag->takes_value && !value) {
       if (i + 1 >= argc) BAD("%s needs a value; allowed: %s", shown, flag->allowed);
@@ -187,9 +202,7 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
     }
 
     long v;
-    /* long-only flags are told apart by their first letter (v: --vs-mpi, j: --json),
-     * which no short flag uses */
-    switch (flag->short_name ? flag->short_name : flag->long_name[0]) {
+    switch (flag->key) {
     case 'b':
     case 'e': {
       size_t *dst = flag->short_name == 'b' ? &a->min_bytes : &a->max_bytes;
@@ -253,8 +266,21 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       a->transport = found;
       break;
     }
-    case 'v': a->vs_mpi = 1; break;
-    case 'j':
+    case 'm': {
+      int found = -1;
+      for (int k = 0; k < (int)(sizeof(memories) / sizeof(memories[0])); k++)
+        if (strcmp(value, memories[k]) == 0) found = k;
+      if (found < 0 && strcmp(value, "device") == 0)
+        BAD("%s 'device' is not available: this harness cannot allocate CUDA device buffers "
+            "yet (the name is reserved for them); allowed: " MEMORY_LIST,
+            shown);
+      if (found < 0) BAD("%s '%s' is not a memory kind; allowed: " MEMORY_LIST, shown, value);
+      a->memory = found;
+      break;
+    }
+    case 'V': a->vs_mpi = 1; break;
+    case 'B': a->bound = 1; break;
+    case 'J':
       if (*value == '\0') BAD("%s needs a value; allowed: %s", shown, flag->allowed);
       a->json_path = value;
       break;

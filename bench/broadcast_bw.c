@@ -46,6 +46,7 @@ static const struct hb_collective broadcast_bw = {
     .uses_root = 1,
     .blocked = 0,
     .busbw_factor = hb_factor_one,
+    .traffic = hb_traffic_broadcast,
     .counts = counts,
     .in_place = in_place,
     .run = run,

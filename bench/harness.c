@@ -1,7 +1,8 @@
 /*
  * harness.c - the driver shared by the mlcomm benchmarks: communicator, buffers, the
  * sweep over sizes and the timing of each. Flags are in args.c, data patterns and the
- * check in patterns.c, the table and the JSON file in report.c.
+ * check in patterns.c, the table and the JSON file in report.c, the buffers of each -m
+ * kind in memory.c, and --bound's measurement and models in bound.c.
  *
  * Per size the harness does, on every rank:
  *   1. with -c 1: fill recvbuff with a sentinel, then sendbuff with hb_input();
@@ -269,26 +270,32 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   if (mlcommCommGetConfig(comm, &used) == mlcommSuccess)
     transport = hb_transport_name(used.transport);
 
+  /* --bound measures before the buffers exist, so that its copy does not add to them. */
+  struct hb_bound bound;
+  if (a.bound) {
+    if (hb_bound_measure(coll->bench, rank, &bound) != 0) {
+      mlcommCommDestroy(comm);
+      if (json) fclose(json);
+      MPI_Finalize();
+      return 1;
+    }
+    hb_bound_apply(&bound, coll, nranks, a.in_place);
+  }
+
   /* Allocate once for the largest size and reuse: allocation and first-touch page faults
    * stay out of the measurements. No collective needs more than "size" bytes per
    * buffer on one rank. */
   size_t bytes = (a.max_bytes + 63) / 64 * 64;
   if (bytes == 0) bytes = 64;
-  void *sendbuff = aligned_alloc(64, bytes);
-  void *recvbuff = aligned_alloc(64, bytes);
-  if (!sendbuff || !recvbuff)
-    fprintf(stderr, "%s: rank %d: cannot allocate 2 x %zu bytes; lower -e\n", coll->bench,
-            rank, bytes);
-  if (agree_max(!sendbuff || !recvbuff)) {
-    free(sendbuff);
-    free(recvbuff);
+  void *sendbuff, *recvbuff;
+  int alloc_bad = hb_buffers_alloc(&a, comm, coll->bench, rank, bytes, &sendbuff, &recvbuff);
+  if (agree_max(alloc_bad != 0)) {
+    hb_buffers_free(&a, coll->bench, rank, sendbuff, recvbuff);
     mlcommCommDestroy(comm);
     if (json) fclose(json);
     MPI_Finalize();
     return 1;
   }
-  memset(sendbuff, 0, bytes);
-  memset(recvbuff, 0, bytes);
 
   struct buffers bufs = {.send = sendbuff, .recv = recvbuff};
   struct hb_call c = {.coll = coll, .comm = comm, .mpi_comm = MPI_COMM_WORLD, .rank = rank,
@@ -301,7 +308,8 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   int vs = a.vs_mpi && mpi_avail;
 
   struct hb_report rep = {.coll = coll, .args = &a, .nranks = nranks, .version = version,
-                          .transport = transport, .avg_busbw = 0.0, .avg_ratio = NAN};
+                          .transport = transport, .bound = a.bound ? &bound : NULL,
+                          .avg_busbw = 0.0, .avg_ratio = NAN};
   if (rank == 0) hb_report_header(&rep);
   uint64_t wrong_total = 0;
   int exit_code = sweep(&c, &a, vs, &bufs, &rep, &wrong_total);
@@ -318,14 +326,15 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   }
   hb_report_free(&rep);
 
+  /* buffers first: an application frees its mlcommMemAlloc memory before the comm */
+  if (hb_buffers_free(&a, coll->bench, rank, sendbuff, recvbuff) != 0 && !exit_code)
+    exit_code = 1;
   rc = mlcommCommDestroy(comm);
   if (rc != mlcommSuccess) {
     fprintf(stderr, "%s: rank %d: mlcommCommDestroy failed: %s: %s\n", coll->bench, rank,
             mlcommGetErrorString(rc), mlcommGetLastError(NULL));
     if (!exit_code) exit_code = 1;
   }
-  free(sendbuff);
-  free(recvbuff);
   /* every rank leaves with the same code, so mpirun reports it whichever rank it sees */
   exit_code = agree_max(exit_code);
   MPI_Finalize();

@@ -55,6 +55,10 @@ struct hb_collective {
                          to a multiple of nranks*typesize (allgather, reduce_scatter) */
   /* algbw -> busbw, the nccl-tests factor for nranks ranks */
   double (*busbw_factor)(int nranks);
+  /* --bound: the least memory traffic (bytes read + written by all ranks of the node)
+   * one call must make, per byte of the size column; one of the hb_traffic_* models
+   * of bound.c, where each is derived */
+  double (*traffic)(int nranks, int in_place);
   /* sets c->send_count, c->recv_count and c->check_count from c->count */
   void (*counts)(struct hb_call *c);
   /* With -i, called after counts() with sendbuff and recvbuff at the starts of two
@@ -92,5 +96,13 @@ mlcommResult_t hb_wait(mlcommResult_t rc, mlcommRequest_t *req);
 double hb_factor_one(int nranks);       /* broadcast, reduce, sendrecv: busbw = algbw */
 double hb_factor_allreduce(int nranks); /* 2(n-1)/n */
 double hb_factor_gather(int nranks);    /* allgather, reduce_scatter: (n-1)/n */
+
+/* Memory-traffic models for --bound, one per collective (bound.c derives each). */
+double hb_traffic_allreduce(int nranks, int in_place);
+double hb_traffic_broadcast(int nranks, int in_place);
+double hb_traffic_reduce(int nranks, int in_place);
+double hb_traffic_allgather(int nranks, int in_place);
+double hb_traffic_reduce_scatter(int nranks, int in_place);
+double hb_traffic_sendrecv(int nranks, int in_place);
 
 #endif /* MLCOMM_BENCH_HARNESS_H */

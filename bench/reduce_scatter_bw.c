@@ -54,6 +54,7 @@ static const struct hb_collective reduce_scatter_bw = {
     .uses_root = 0,
     .blocked = 1,
     .busbw_factor = hb_factor_gather,
+    .traffic = hb_traffic_reduce_scatter,
     .counts = counts,
     .in_place = in_place,
     .run = run,

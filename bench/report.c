@@ -16,24 +16,56 @@ static const char *op_name(const struct hb_report *r) {
   return r->coll->uses_op ? hb_op_name(r->args->op) : "none";
 }
 
+/* busbw as a fraction of the bound's busbw; NaN where there is no bound, or where the
+ * bound is 0 (one rank: the busbw factors are 0) */
+static double bound_frac(const struct hb_report *r, double busbw) {
+  if (!r->bound || !(r->bound->busbw_max > 0.0)) return NAN;
+  return busbw / r->bound->busbw_max;
+}
+
+/* --bound: how the memory bandwidth was measured, and what it allows this collective */
+static void print_bound(const struct hb_report *r) {
+  const struct hb_bound *b = r->bound;
+  printf("# memory bandwidth %.2f GB/s: %d rank%s of the node copying %zu MiB each at once, "
+         "read+write bytes, best of %d\n",
+         b->mem_bw, b->node_ranks, b->node_ranks == 1 ? "" : "s", b->copy_bytes >> 20, b->reps);
+  printf("# bound: a call moves >= %.2f x size bytes through memory: algbw <= %.2f GB/s, "
+         "busbw <= %.2f GB/s\n",
+         b->traffic, b->algbw_max, b->busbw_max);
+  if (b->nodes > 1)
+    printf("# bound: the models assume one node, but this job spans %d nodes: the bound "
+           "column is not meaningful\n",
+           b->nodes);
+}
+
 void hb_report_header(const struct hb_report *r) {
   const struct hb_args *a = r->args;
   printf("# mlcomm %s bench: %s\n", r->version, r->coll->bench);
-  printf("# nranks %d, transport %s, type %s, op %s, iters %d, warmup %d, check %d%s%s\n",
-         r->nranks, r->transport, type_name(r), op_name(r), a->iters, a->warmup, a->check,
-         a->async ? ", async 1" : "", a->in_place ? ", in-place 1" : "");
+  printf("# nranks %d, transport %s, memory %s, type %s, op %s, iters %d, warmup %d, "
+         "check %d%s%s\n",
+         r->nranks, r->transport, hb_memory_name(a->memory), type_name(r), op_name(r),
+         a->iters, a->warmup, a->check, a->async ? ", async 1" : "",
+         a->in_place ? ", in-place 1" : "");
+  if (r->bound) print_bound(r);
   /* two header lines as in nccl-tests: names, then units */
   char line[256];
   int len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "size",
                      "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong");
   if (a->vs_mpi)
-    snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "mpi_us", "mpi_busbw",
-             "ratio");
+    len += snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "mpi_us",
+                    "mpi_busbw", "ratio");
+  if (r->bound)
+    snprintf(line + len, sizeof line - (size_t)len, a->vs_mpi ? " %6s %9s" : " %6s", "bound",
+             "mpi_bound");
   printf("%s\n", line);
   len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "(B)",
                  "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "");
   if (a->vs_mpi)
-    snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "(us)", "(GB/s)", "");
+    len += snprintf(line + len, sizeof line - (size_t)len, " %10s %10s %7s", "(us)", "(GB/s)",
+                    "");
+  if (r->bound)
+    snprintf(line + len, sizeof line - (size_t)len, a->vs_mpi ? " %6s %9s" : " %6s", "(frac)",
+             "(frac)");
   len = (int)strlen(line);
   while (len > 0 && line[len - 1] == ' ') line[--len] = '\0'; /* no trailing blanks */
   printf("%s\n", line);
@@ -51,7 +83,10 @@ void hb_report_row(struct hb_report *r, const struct hb_row *row) {
     }
     r->rows = grown;
   }
-  r->rows[r->nrows++] = *row;
+  struct hb_row *kept = &r->rows[r->nrows++];
+  *kept = *row;
+  kept->bound_frac = bound_frac(r, row->busbw);
+  kept->mpi_bound_frac = row->have_mpi ? bound_frac(r, row->mpi_busbw) : NAN;
   char wrong_text[24] = "N/A";
   if (a->check) snprintf(wrong_text, sizeof wrong_text, "%llu", (unsigned long long)row->wrong);
   printf("%12zu %12zu %9s %6s %5d %10.2f %8.2f %8.2f %7s", row->size, row->count,
@@ -61,6 +96,18 @@ void hb_report_row(struct hb_report *r, const struct hb_row *row) {
       printf(" %10.2f %10.2f %7.2f", row->mpi_us, row->mpi_busbw, row->ratio);
     else
       printf(" %10s %10s %7s", "-", "-", "-");
+  }
+  if (r->bound) {
+    if (isfinite(kept->bound_frac))
+      printf(" %6.2f", kept->bound_frac);
+    else
+      printf(" %6s", "-");
+    if (a->vs_mpi) {
+      if (isfinite(kept->mpi_bound_frac))
+        printf(" %9.2f", kept->mpi_bound_frac);
+      else
+        printf(" %9s", "-");
+    }
   }
   printf("\n");
   fflush(stdout);
@@ -111,12 +158,24 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
   const char *oname = op_name(r);
   fprintf(f, "{\n  \"bench\": \"%s\",\n  \"version\": \"%s\",\n  \"nranks\": %d,\n", coll->bench,
           r->version, r->nranks);
-  fprintf(f, "  \"transport\": \"%s\",\n  \"type\": \"%s\",\n  \"op\": \"%s\",\n", r->transport,
-          tname, oname);
+  fprintf(f, "  \"transport\": \"%s\",\n  \"memory\": \"%s\",\n", r->transport,
+          hb_memory_name(a->memory));
+  fprintf(f, "  \"type\": \"%s\",\n  \"op\": \"%s\",\n", tname, oname);
   fprintf(f, "  \"root\": %d,\n  \"iters\": %d,\n  \"warmup\": %d,\n  \"check\": %d,\n",
           coll->uses_root ? a->root : -1, a->iters, a->warmup, a->check);
-  fprintf(f, "  \"async\": %d,\n  \"in_place\": %s,\n  \"vs_mpi\": %d,\n  \"rows\": [",
-          a->async, a->in_place ? "true" : "false", a->vs_mpi);
+  fprintf(f, "  \"async\": %d,\n  \"in_place\": %s,\n  \"vs_mpi\": %d,\n", a->async,
+          a->in_place ? "true" : "false", a->vs_mpi);
+  /* --bound: the measurement and this collective's bound (null without --bound) */
+  const struct hb_bound *b = r->bound;
+  fprintf(f, "  ");
+  json_number(f, "mem_bw", b ? b->mem_bw : NAN, "%.4f", 1);
+  fprintf(f, ",\n  ");
+  json_number(f, "bound_traffic", b ? b->traffic : NAN, "%.4f", 1);
+  fprintf(f, ",\n  ");
+  json_number(f, "bound_algbw", b ? b->algbw_max : NAN, "%.6f", 1);
+  fprintf(f, ",\n  ");
+  json_number(f, "bound_busbw", b ? b->busbw_max : NAN, "%.6f", 1);
+  fprintf(f, ",\n  \"rows\": [");
   for (size_t k = 0; k < r->nrows; k++) {
     const struct hb_row *row = &r->rows[k];
     fprintf(f, "%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
@@ -134,6 +193,11 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
       json_number(f, "mpi_us", row->have_mpi ? row->mpi_us : NAN, "%.3f", 0);
       json_number(f, "mpi_busbw", row->have_mpi ? row->mpi_busbw : NAN, "%.6f", 0);
       json_number(f, "ratio", row->have_mpi ? row->ratio : NAN, "%.4f", 1);
+    }
+    if (b) {
+      fprintf(f, ", ");
+      json_number(f, "bound_frac", row->bound_frac, "%.4f", !a->vs_mpi);
+      if (a->vs_mpi) json_number(f, "mpi_bound_frac", row->mpi_bound_frac, "%.4f", 1);
     }
     fprintf(f, "}");
   }

@@ -53,6 +53,7 @@ static const struct hb_collective sendrecv_bw = {
     .uses_root = 0,
     .blocked = 0,
     .busbw_factor = hb_factor_one,
+    .traffic = hb_traffic_sendrecv,
     .counts = counts,
     .in_place = NULL, /* a send and a receive have no in-place form: -i is refused */
     .run = run,
