@@ -163,7 +163,7 @@ static const struct tuning_param tuning_params[] = {
     {"MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX,
      offsetof(struct mlcomm_tuning, mpi_chunk_elems)},
     {"MLCOMM_DIAG_MS", 1000, 0, 60000, offsetof(struct mlcomm_tuning, diag_ms)},
-    {"MLCOMM_SHM_SLICE_BYTES", 64 << 10, 1024, 64 << 20,
+    {"MLCOMM_SHM_SLICE_BYTES", 256 << 10, 1024, 64 << 20,
      offsetof(struct mlcomm_tuning, shm_slice_bytes)},
     {"MLCOMM_SHM_SLOTS", 4, 2, 64, offsetof(struct mlcomm_tuning, shm_slots)},
     {"MLCOMM_SHM_SMALL_BYTES", 8192, 0, 1 << 20, offsetof(struct mlcomm_tuning, shm_small_bytes)},

@@ -9,7 +9,9 @@
  *   reduce   once every rank posted e: reduce the owned part; staged: into this
  *            rank's out-slot; direct (every rank's output is mlcommMemAlloc memory):
  *            straight into every rank's output
- *   gather   staged only: once every rank reduced e, copy all parts out
+ *   gather   staged only: once every rank reduced e, copy the other parts out (the
+ *            owned part went to the output as it was reduced, chunk by chunk, while
+ *            still in L1)
  */
 #include <string.h>
 
@@ -19,9 +21,11 @@
 const char *shm_input(const struct shm_state *st, const struct shm_op *o, int j, uint64_t e,
                       size_t elem) {
   const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
-  size_t off = elem * o->esize;
-  if (d->send_off != SHM_NO_OFF)
-    return shm_peer_buf(st, d->send_off) + (e - o->ebase) * o->slice_elems * o->esize + off;
+  size_t off = elem * o->esize, at = (size_t)(e - o->ebase) * o->slice_elems * o->esize + off;
+  if (d->send_off != SHM_NO_OFF) return shm_peer_buf(st, d->send_off) + at;
+  /* This rank's own part is never staged: it reads it where the caller put it. */
+  if (j == st->rank && o->op->kind != MLCOMM_OP_BROADCAST && o->op->kind != MLCOMM_OP_ALLGATHER)
+    return (const char *)o->op->sendbuf + at;
   return shm_in_slot(st, j, e) + off;
 }
 
@@ -31,26 +35,50 @@ void shm_stage_inputs(struct shm_state *st, struct shm_op *o) {
     uint64_t e = o->ebase + o->next_post;
     if (!shm_slice_slot_free(st, e)) return;
     if (o->send_off == SHM_NO_OFF) {
-      size_t lo, len;
+      /* Stage the parts the other ranks reduce; this rank's own part stays put. */
+      size_t lo, len, plo, phi;
       shm_slice(o, o->next_post, o->op->count, &lo, &len);
-      memcpy(shm_in_slot(st, st->rank, e), (const char *)o->op->sendbuf + lo * o->esize,
-             len * o->esize);
+      for (int p = 0; p < st->n; p++) {
+        shm_part(len, st->n, p, &plo, &phi);
+        if (p != st->rank && phi > plo)
+          memcpy(shm_in_slot(st, st->rank, e) + plo * o->esize,
+                 (const char *)o->op->sendbuf + (lo + plo) * o->esize, (phi - plo) * o->esize);
+      }
     }
     o->next_post++;
     shm_store(&me->posted, e + 1);
   }
 }
 
-/* The owned part of slice e, reduced into dst. */
-static void reduce_part(struct shm_state *st, struct shm_op *o, uint64_t e, size_t plo,
-                        size_t plen, void *dst) {
+#define SHM_CHUNK_BYTES 16384 /* reduce, then pass on, while it is still in L1 */
+
+/* The owned part [plo, plo + plen) of slice e (starting at element lo of the buffer),
+ * reduced over every rank in order, a chunk at a time. Direct: each chunk is written
+ * into every rank's output. Staged: into this rank's out-slot for the peers, and
+ * also into its own output when mine. */
+static void reduce_part(struct shm_state *st, struct shm_op *o, uint64_t e, size_t lo,
+                        size_t plo, size_t plen, bool mine) {
+  const struct mlcomm_op *op = o->op;
+  size_t chunk = SHM_CHUNK_BYTES / o->esize;
   const void *srcs[st->n];
-  for (int j = 0; j < st->n; j++) srcs[j] = shm_input(st, o, j, e, plo);
-  shm_reduce_n(o->op, dst, srcs, st->n, plen);
-  if (o->op->redop == mlcommAvg) mlcomm_avg_finish(o->op->dtype, dst, plen, st->n);
+  for (size_t c = 0; c < plen; c += chunk) {
+    size_t m = plen - c < chunk ? plen - c : chunk, at = (lo + plo + c) * o->esize;
+    for (int j = 0; j < st->n; j++) srcs[j] = shm_input(st, o, j, e, plo + c);
+    char *dst = o->direct ? st->scratch : shm_out_slot(st, st->rank, e) + (plo + c) * o->esize;
+    shm_reduce_n(op, dst, srcs, st->n, m);
+    if (op->redop == mlcommAvg) mlcomm_avg_finish(op->dtype, dst, m, st->n);
+    if (o->direct) {
+      for (int j = 0; j < st->n; j++)
+        shm_copy(shm_peer_buf(st, shm_peer_desc(st, j, o->sseq)->recv_off) + at, dst,
+                 m * o->esize, o->nt);
+    } else if (mine) {
+      shm_copy((char *)op->recvbuf + at, dst, m * o->esize, o->nt);
+    }
+  }
+  if (o->direct || (mine && o->nt)) shm_copy_fence();
 }
 
-void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool consumed_too) {
+void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool mine, bool consumed_too) {
   struct shm_ctl *me = st->ctls[st->rank];
   while (o->next_reduce < o->next_post) {
     uint64_t e = o->ebase + o->next_reduce;
@@ -58,17 +86,7 @@ void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool consumed_too)
     size_t lo, len, plo, phi;
     shm_slice(o, o->next_reduce, o->op->count, &lo, &len);
     shm_part(len, st->n, st->rank, &plo, &phi);
-    if (phi > plo && o->direct) {
-      reduce_part(st, o, e, plo, phi - plo, st->scratch);
-      size_t at = (lo + plo) * o->esize;
-      for (int j = 0; j < st->n; j++) {
-        const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
-        shm_copy(shm_peer_buf(st, d->recv_off) + at, st->scratch, (phi - plo) * o->esize, o->nt);
-      }
-      shm_copy_fence();
-    } else if (phi > plo) {
-      reduce_part(st, o, e, plo, phi - plo, shm_out_slot(st, st->rank, e) + plo * o->esize);
-    }
+    if (phi > plo) reduce_part(st, o, e, lo, plo, phi - plo, mine);
     o->next_reduce++;
     shm_store(&me->reduced, e + 1);
     if (consumed_too) shm_store(&me->consumed, e + 1);
@@ -86,7 +104,7 @@ void shm_gather_parts(struct shm_state *st, struct shm_op *o) {
     for (int j = 0; j < st->n; j++) {
       size_t plo, phi;
       shm_part(len, st->n, j, &plo, &phi);
-      if (phi > plo)
+      if (phi > plo && j != st->rank) /* its own part went out as it was reduced */
         shm_copy(out + plo * o->esize, shm_out_slot(st, j, e) + plo * o->esize,
                  (phi - plo) * o->esize, o->nt);
     }
@@ -115,7 +133,7 @@ enum shm_step shm_allreduce_step(struct shm_state *st, struct shm_op *o) {
   for (;;) {
     uint64_t before = o->next_post + o->next_reduce + o->next_consume;
     shm_stage_inputs(st, o);
-    shm_reduce_parts(st, o, o->direct);
+    shm_reduce_parts(st, o, true, o->direct);
     if (!o->direct) shm_gather_parts(st, o);
     if (o->next_post + o->next_reduce + o->next_consume == before) break;
   }

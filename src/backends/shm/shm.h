@@ -211,7 +211,9 @@ enum shm_step shm_small_step(struct shm_state *st, struct shm_op *o);
 /* Publishes o, waits for every rank and checks their calls; decides direct mode. */
 enum shm_step shm_begin_large(struct shm_state *st, struct shm_op *o);
 void shm_stage_inputs(struct shm_state *st, struct shm_op *o);       /* post */
-void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool consumed_too);
+/* Reduces this rank's part of every posted slice; mine: also into its own output;
+ * consumed_too: it reads nothing after this (direct mode, non-root reduce). */
+void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool mine, bool consumed_too);
 void shm_gather_parts(struct shm_state *st, struct shm_op *o);       /* consume */
 /* Where rank j's input for epoch e (slice-relative element lo) is. */
 const char *shm_input(const struct shm_state *st, const struct shm_op *o, int j, uint64_t e,
