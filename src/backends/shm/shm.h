@@ -98,6 +98,8 @@ struct shm_state {
   struct shm_ctl **ctls;        /* every rank's control block */
   char **regions;               /* every rank's region */
   uint64_t sseq;                /* shm ops started on this rank */
+  uint64_t all_arrived;         /* the last op every rank was seen to arrive at */
+  unsigned polls;               /* blocked polls, to read the clock only now and then */
   uint64_t epoch;               /* slices allotted so far */
   struct shm_op *head, *tail;   /* started, not finished: run in order */
   struct shm_op *spare;         /* released ops kept for reuse */
@@ -169,7 +171,14 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
 int64_t shm_proc_start_time(pid_t pid);
 
 /* Addresses */
-static inline char *shm_small_slot(const struct shm_state *st, int rank, uint64_t sseq) {
+/* Where rank's one-shot payload of op sseq lies. Up to SHM_INLINE_BYTES it shares the
+ * cache line of the rank's arrive counter (two halves, by parity), so a peer that sees
+ * the arrival already holds the data: one cache-line transfer instead of two. */
+#define SHM_INLINE_BYTES 24
+static inline char *shm_small_slot(const struct shm_state *st, int rank, uint64_t sseq,
+                                   size_t payload) {
+  if (payload <= SHM_INLINE_BYTES)
+    return (char *)&st->ctls[rank]->arrive + sizeof(uint64_t) + (sseq & 1) * SHM_INLINE_BYTES;
   return st->regions[rank] + st->lay.small_off + (sseq & 1) * st->lay.small_bytes;
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {

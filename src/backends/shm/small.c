@@ -9,12 +9,11 @@
 #include "backends/shm/shm.h"
 #include "collectives/reduce.h"
 
-/* Bytes this rank puts in its slot. */
+/* Bytes a writing rank puts in its slot (the root, for broadcast). */
 static size_t payload(const struct shm_state *st, const struct mlcomm_op *op) {
   size_t bytes = op->count * mlcomm_type_size(op->dtype);
   switch (op->kind) {
   case MLCOMM_OP_BARRIER: return 0;
-  case MLCOMM_OP_BROADCAST: return op->root == st->rank ? bytes : 0;
   case MLCOMM_OP_REDUCESCATTER: return bytes * (size_t)st->n;
   default: return bytes;
   }
@@ -23,7 +22,8 @@ static size_t payload(const struct shm_state *st, const struct mlcomm_op *op) {
 static void reduce_slots(struct shm_state *st, const struct shm_op *o, void *dst, size_t skip) {
   const struct mlcomm_op *op = o->op;
   const void *srcs[st->n];
-  for (int j = 0; j < st->n; j++) srcs[j] = shm_small_slot(st, j, o->sseq) + skip;
+  size_t size = payload(st, op);
+  for (int j = 0; j < st->n; j++) srcs[j] = shm_small_slot(st, j, o->sseq, size) + skip;
   shm_reduce_n(op, dst, srcs, st->n, op->count);
   if (op->redop == mlcommAvg) mlcomm_avg_finish(op->dtype, dst, op->count, st->n);
 }
@@ -34,7 +34,8 @@ enum shm_step shm_small_step(struct shm_state *st, struct shm_op *o) {
   if (!o->published) {
     if (!shm_small_slot_free(st, o)) return SHM_BLOCKED;
     size_t bytes = payload(st, op);
-    if (bytes) memcpy(shm_small_slot(st, me, o->sseq), op->sendbuf, bytes);
+    bool writes = op->kind != MLCOMM_OP_BROADCAST || op->root == me;
+    if (bytes && writes) memcpy(shm_small_slot(st, me, o->sseq, bytes), op->sendbuf, bytes);
     if (shm_publish(st, o) == SHM_BLOCKED) return SHM_BLOCKED;
   }
   bool bcast = op->kind == MLCOMM_OP_BROADCAST;
@@ -51,13 +52,14 @@ enum shm_step shm_small_step(struct shm_state *st, struct shm_op *o) {
     break;
   case MLCOMM_OP_REDUCESCATTER: reduce_slots(st, o, op->recvbuf, bytes * (size_t)me); break;
   case MLCOMM_OP_BROADCAST:
-    if (op->root != me) memcpy(op->recvbuf, shm_small_slot(st, op->root, o->sseq), bytes);
+    if (op->root != me) memcpy(op->recvbuf, shm_small_slot(st, op->root, o->sseq, bytes), bytes);
     else if (!op->in_place) memcpy(op->recvbuf, op->sendbuf, bytes);
     break;
   case MLCOMM_OP_ALLGATHER:
     for (int j = 0; j < st->n; j++)
       if (j != me || !op->in_place)
-        memcpy((char *)op->recvbuf + bytes * (size_t)j, shm_small_slot(st, j, o->sseq), bytes);
+        memcpy((char *)op->recvbuf + bytes * (size_t)j, shm_small_slot(st, j, o->sseq, bytes),
+               bytes);
     break;
   default: break; /* barrier: arriving was all */
   }
