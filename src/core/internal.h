@@ -94,6 +94,7 @@ struct mlcomm_tuning {
   int64_t shm_liveness_ms;  /* shm: how often a waiting rank checks its peers' pids */
   int64_t shm_nt_bytes;     /* shm: ops this large write results with streaming stores */
   int64_t shm_spin;         /* shm: 1 keeps spinning even when oversubscribed */
+  int64_t shm_cma;          /* shm: 0 never reads peers' memory with process_vm_readv */
 };
 
 struct mlcomm_comm {

@@ -38,6 +38,7 @@ struct shm_desc {
   uint64_t count;
   int32_t kind, dtype, redop, root;
   uint64_t send_off, recv_off; /* offsets in the segment, or SHM_NO_OFF */
+  uint64_t send_addr;          /* sendbuff in the owner's address space (for CMA) */
 };
 
 struct shm_counter {
@@ -51,7 +52,8 @@ struct shm_ctl {
   int32_t pid;
   int32_t pad0;
   uint64_t start_time; /* /proc/<pid>/stat field 22: tells a reused pid apart */
-  char pad1[SHM_LINE - 16];
+  uint64_t probe_addr; /* where this rank keeps its pid, for the CMA probe */
+  char pad1[SHM_LINE - 24];
   struct shm_desc desc[SHM_DESC_RING];
 };
 
@@ -107,6 +109,8 @@ struct shm_state {
   char why[MLCOMM_ERRMSG_LEN / 2];
   bool liveness;                /* peers' pids are visible here */
   bool oversubscribed;          /* more ranks than CPUs on the node: yield when blocked */
+  bool cma;                     /* every rank can read every peer's memory (process_vm_readv) */
+  uint64_t probe_value;         /* read by peers to test CMA */
   double blocked_since, last_check;
   void *scratch;                /* private, cache-sized: results before they are shared */
 };
@@ -133,6 +137,16 @@ mlcommResult_t shm_segment_create(struct shm_state *st);
 void shm_mapping_unref(struct shm_mapping *map);
 /* Offset of [p, p + len) in this rank's pool, or SHM_NO_OFF. */
 uint64_t shm_pool_offset(const struct shm_state *st, const void *p, size_t len);
+
+/* ---- cma.c: single-copy reads of a peer's private buffer (Linux cross-memory attach) */
+/* Collective: can every rank read every peer's memory? Sets st->cma alike everywhere. */
+mlcommResult_t shm_cma_probe(struct shm_state *st);
+/* Reads bytes at remote address addr of rank into local; false (and st failed) on error. */
+bool shm_cma_read(struct shm_state *st, int rank, void *local, uint64_t addr, size_t bytes);
+/* Does rank's input for o need staging, or can peers read it where it is? */
+static inline bool shm_reads_in_place(const struct shm_state *st, const struct shm_desc *d) {
+  return d->send_off != SHM_NO_OFF || st->cma;
+}
 
 /* ---- pool.c */
 mlcommResult_t shm_mem_alloc(void *state, size_t bytes, void **ptr, void **cookie);

@@ -47,6 +47,7 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
   st->rank = comm->rank;
   st->n = comm->nranks;
   mlcommResult_t res = shm_segment_create(st);
+  if (res == mlcommSuccess) res = shm_cma_probe(st);
   if (res == mlcommSuccess && posix_memalign(&st->scratch, SHM_PAGE, st->lay.slice_bytes) != 0)
     res = mlcomm_error(comm, mlcommSystemError, "shm transport: out of memory");
   if (res != mlcommSuccess) {
@@ -55,9 +56,9 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
   }
   st->oversubscribed = comm->node_ranks > comm->node_cpus && !comm->tuning.shm_spin;
   MLCOMM_INFO("shm transport: %d rank(s), %zu-byte segment + %zu-byte pool per rank, slices "
-              "%zu x %zu bytes, one-shot up to %zu bytes",
+              "%zu x %zu bytes, one-shot up to %zu bytes, single-copy reads %s",
               st->n, st->lay.pool_off, st->lay.pool_bytes, st->lay.slots, st->lay.slice_bytes,
-              st->lay.small_bytes);
+              st->lay.small_bytes, st->cma ? "on" : "off");
   *state = st;
   return mlcommSuccess;
 }
