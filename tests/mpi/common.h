@@ -40,6 +40,11 @@ void tc_config(mlcommConfig_t *config);
  * rank 0, finalizes MPI. Returns the exit code for main. */
 int tc_finish(void);
 
+/* The checks recorded so far on this rank alone (no communication): for a process that
+ * must report and leave without MPI, e.g. after a peer was killed. */
+long long tc_passed_here(void);
+long long tc_failed_here(void);
+
 /* Prints why on rank 0, finalizes MPI and exits 77 on every rank. */
 _Noreturn void tc_skip(const char *why);
 

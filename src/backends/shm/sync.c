@@ -131,9 +131,27 @@ static bool alive(const struct shm_ctl *c) {
   return shm_proc_start_time(c->pid) == (int64_t)c->start_time;
 }
 
+/* Fails st naming the first dead peer; false when every peer is alive. */
+static bool find_dead(struct shm_state *st) {
+  for (int r = 0; r < st->n; r++) {
+    if (r == st->rank || alive(st->ctls[r])) continue;
+    const struct mlcomm_op *op = st->head ? st->head->op : NULL;
+    shm_fail(st, mlcommRemoteError,
+             "rank %d (pid %d) died while this rank (%d) waited for it in %s (seq %llu) on the "
+             "shared-memory transport; the communicator is unusable: abort it",
+             r, (int)st->ctls[r]->pid, st->rank, op ? mlcomm_op_kind_name(op->kind) : "a collective",
+             op ? (unsigned long long)op->seq : 0ull);
+    return true;
+  }
+  return false;
+}
+
 void shm_check_peers(struct shm_state *st) {
   int32_t by = atomic_load_explicit(&st->hdr->aborted_by, memory_order_acquire);
   if (by > 0 && by - 1 != st->rank) {
+    /* A peer that aborted has usually seen another one die: say so first, as the peer
+     * that noticed the death would have. */
+    if (st->liveness && find_dead(st)) return;
     shm_fail(st, mlcommRemoteError,
              "rank %d aborted the communicator (mlcommCommAbort) while this rank (%d) waited "
              "on the shared-memory transport; abort it here too",
@@ -147,16 +165,7 @@ void shm_check_peers(struct shm_state *st) {
   if (now - st->blocked_since < 10.0) return;
   if (!st->liveness || now - st->last_check < (double)st->comm->tuning.shm_liveness_ms) return;
   st->last_check = now;
-  for (int r = 0; r < st->n; r++) {
-    if (r == st->rank || alive(st->ctls[r])) continue;
-    const struct mlcomm_op *op = st->head ? st->head->op : NULL;
-    shm_fail(st, mlcommRemoteError,
-             "rank %d (pid %d) died while this rank (%d) waited for it in %s (seq %llu) on the "
-             "shared-memory transport; the communicator is unusable: abort it",
-             r, (int)st->ctls[r]->pid, st->rank, op ? mlcomm_op_kind_name(op->kind) : "a collective",
-             op ? (unsigned long long)op->seq : 0ull);
-    return;
-  }
+  find_dead(st);
 }
 
 static void append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
