@@ -41,22 +41,31 @@ mlcommResult_t shm_cma_probe(struct shm_state *st) {
   return mlcommSuccess;
 }
 
-bool shm_cma_read(struct shm_state *st, int rank, void *local, uint64_t addr, size_t bytes) {
-  char *dst = local;
+static bool transfer(struct shm_state *st, int rank, void *local, uint64_t addr, size_t bytes,
+                     bool write) {
+  char *mine = local;
   while (bytes > 0) {
-    struct iovec l = {dst, bytes}, r = {(void *)(uintptr_t)addr, bytes};
-    ssize_t n = process_vm_readv(st->ctls[rank]->pid, &l, 1, &r, 1, 0);
+    struct iovec l = {mine, bytes}, r = {(void *)(uintptr_t)addr, bytes};
+    pid_t pid = st->ctls[rank]->pid;
+    ssize_t n = write ? process_vm_writev(pid, &l, 1, &r, 1, 0) : process_vm_readv(pid, &l, 1, &r, 1, 0);
     if (n <= 0) {
       int err = n < 0 ? errno : EIO;
       if (err == EINTR) continue;
       shm_fail(st, err == ESRCH ? mlcommRemoteError : mlcommSystemError,
-               "reading %zu bytes of rank %d's buffer (pid %d) with process_vm_readv failed: "
-               "%s%s",
-               bytes, rank, (int)st->ctls[rank]->pid, strerror(err),
-               err == ESRCH ? " (it died)" : "");
+               "%s %zu bytes of rank %d's buffer (pid %d) with process_vm_%s failed: %s%s",
+               write ? "writing" : "reading", bytes, rank, (int)pid, write ? "writev" : "readv",
+               strerror(err), err == ESRCH ? " (it died)" : "");
       return false;
     }
-    dst += n, addr += (uint64_t)n, bytes -= (size_t)n;
+    mine += n, addr += (uint64_t)n, bytes -= (size_t)n;
   }
   return true;
+}
+
+bool shm_cma_read(struct shm_state *st, int rank, void *local, uint64_t addr, size_t bytes) {
+  return transfer(st, rank, local, addr, bytes, false);
+}
+
+bool shm_cma_write(struct shm_state *st, int rank, const void *local, uint64_t addr, size_t bytes) {
+  return transfer(st, rank, (void *)local, addr, bytes, true);
 }

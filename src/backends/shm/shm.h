@@ -38,7 +38,7 @@ struct shm_desc {
   uint64_t count;
   int32_t kind, dtype, redop, root;
   uint64_t send_off, recv_off; /* offsets in the segment, or SHM_NO_OFF */
-  uint64_t send_addr;          /* sendbuff in the owner's address space (for CMA) */
+  uint64_t send_addr, recv_addr; /* the buffers in the owner's address space (for CMA) */
 };
 
 struct shm_counter {
@@ -141,8 +141,10 @@ uint64_t shm_pool_offset(const struct shm_state *st, const void *p, size_t len);
 /* ---- cma.c: single-copy reads of a peer's private buffer (Linux cross-memory attach) */
 /* Collective: can every rank read every peer's memory? Sets st->cma alike everywhere. */
 mlcommResult_t shm_cma_probe(struct shm_state *st);
-/* Reads bytes at remote address addr of rank into local; false (and st failed) on error. */
+/* Reads bytes at remote address addr of rank into local (write: writes local there);
+ * false (and st failed) on error. */
 bool shm_cma_read(struct shm_state *st, int rank, void *local, uint64_t addr, size_t bytes);
+bool shm_cma_write(struct shm_state *st, int rank, const void *local, uint64_t addr, size_t bytes);
 /* Does rank's input for o need staging, or can peers read it where it is? */
 static inline bool shm_reads_in_place(const struct shm_state *st, const struct shm_desc *d) {
   return d->send_off != SHM_NO_OFF || st->cma;

@@ -51,7 +51,7 @@ static void publish(struct shm_state *st, struct shm_op *o) {
       .sseq = o->sseq, .seq = op->seq, .count = op->count, .kind = (int32_t)op->kind,
       .dtype = (int32_t)op->dtype, .redop = (int32_t)op->redop, .root = op->root,
       .send_off = o->send_off, .recv_off = o->recv_off,
-      .send_addr = (uint64_t)(uintptr_t)op->sendbuf};
+      .send_addr = (uint64_t)(uintptr_t)op->sendbuf, .recv_addr = (uint64_t)(uintptr_t)op->recvbuf};
   shm_store(&me->arrive, o->sseq);
   o->published = true;
 }
