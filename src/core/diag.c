@@ -41,15 +41,6 @@ void mlcomm_diag_serve(struct mlcomm_comm *comm) {
   }
 }
 
-static void append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t len, const char *fmt, ...) {
-  size_t used = strlen(buf);
-  if (used + 1 >= len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + used, len - used, fmt, ap);
-  va_end(ap);
-}
 
 void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, char *buf,
                         size_t len) {
@@ -102,33 +93,33 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
 
   /* Three lists: never answered, answered but not there, and there. */
   const char *self = mlcomm_op_kind_name(op->kind);
-  append(buf, len, "ranks that have not arrived:");
+  mlcomm_append(buf, len, "ranks that have not arrived:");
   int missing = 0;
   for (int p = 0; p < n; p++) {
     if (p == comm->rank) continue;
     if (!got[p]) {
-      append(buf, len, "%s %d (no answer within %lld ms: busy outside mlcomm, hung or dead)",
+      mlcomm_append(buf, len, "%s %d (no answer within %lld ms: busy outside mlcomm, hung or dead)",
              missing ? "," : "", p, (long long)comm->tuning.diag_ms);
       missing++;
     } else if ((uint64_t)r[p][R_STARTED] <= op->seq) {
-      append(buf, len, "%s %d (has started only %lld collectives, so not seq %llu)",
+      mlcomm_append(buf, len, "%s %d (has started only %lld collectives, so not seq %llu)",
              missing ? "," : "", p,
              r[p][R_STARTED], (unsigned long long)op->seq);
       missing++;
     } else if (r[p][R_KIND] >= 0 && r[p][R_KIND] != (long long)op->kind) {
-      append(buf, len, "%s %d (called %s as seq %llu instead: collectives were called in a "
+      mlcomm_append(buf, len, "%s %d (called %s as seq %llu instead: collectives were called in a "
              "different order)", missing ? "," : "", p, mlcomm_op_kind_name((enum mlcomm_op_kind)r[p][R_KIND]),
              (unsigned long long)op->seq);
       missing++;
     }
   }
-  if (missing == 0) append(buf, len, " none (every rank reached %s; MPI itself is stuck)", self);
-  append(buf, len, "; arrived:");
+  if (missing == 0) mlcomm_append(buf, len, " none (every rank reached %s; MPI itself is stuck)", self);
+  mlcomm_append(buf, len, "; arrived:");
   for (int p = 0; p < n; p++) {
     bool there = p == comm->rank ||
                  (got[p] && (uint64_t)r[p][R_STARTED] > op->seq &&
                   (r[p][R_KIND] < 0 || r[p][R_KIND] == (long long)op->kind));
-    if (there) append(buf, len, " %d", p);
+    if (there) mlcomm_append(buf, len, " %d", p);
   }
 out:
   free(r);

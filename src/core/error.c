@@ -102,3 +102,12 @@ mlcommResult_t mlcomm_mpi_error(struct mlcomm_comm *comm, int mpi_rc, const char
                            : mlcommInternalError;
   return mlcomm_error(comm, res, "%s failed: %s (MPI error class %d)", what, text, cls);
 }
+
+void mlcomm_append(char *buf, size_t len, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, len - used, fmt, ap);
+  va_end(ap);
+}

@@ -133,6 +133,8 @@ mlcommResult_t mlcomm_verror(struct mlcomm_comm *comm, mlcommResult_t res, const
 void mlcomm_log(int level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int mlcomm_debug_level(void);
+/* Appends a formatted sentence to the NUL-terminated text in buf (size len), truncating. */
+void mlcomm_append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mlcomm_set_debug_level(int level);
 /* Turns an MPI error code into a result with MPI's own error string in the sentence. */
 mlcommResult_t mlcomm_mpi_error(struct mlcomm_comm *comm, int mpi_rc, const char *what);

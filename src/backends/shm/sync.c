@@ -168,15 +168,6 @@ void shm_check_peers(struct shm_state *st) {
   find_dead(st);
 }
 
-static void append(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t len, const char *fmt, ...) {
-  size_t used = strlen(buf);
-  if (used + 1 >= len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + used, len - used, fmt, ap);
-  va_end(ap);
-}
 
 void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len) {
   struct shm_state *st = state;
@@ -187,30 +178,30 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
     return;
   }
   if (o->op != op)
-    append(buf, len, "it is queued behind %s (seq %llu), still running; ",
+    mlcomm_append(buf, len, "it is queued behind %s (seq %llu), still running; ",
            mlcomm_op_kind_name(o->op->kind), (unsigned long long)o->op->seq);
-  append(buf, len, "ranks that have not arrived:");
+  mlcomm_append(buf, len, "ranks that have not arrived:");
   int missing = 0;
   for (int r = 0; r < st->n; r++) {
     uint64_t a = shm_load(&st->ctls[r]->arrive);
     if (a >= o->sseq) continue;
-    append(buf, len, "%s %d", missing++ ? "," : "", r);
+    mlcomm_append(buf, len, "%s %d", missing++ ? "," : "", r);
     if (a == 0) {
-      append(buf, len, " (no collective on this communicator yet)");
+      mlcomm_append(buf, len, " (no collective on this communicator yet)");
       continue;
     }
     const struct shm_desc *d = shm_peer_desc(st, r, a);
     bool fin = shm_load(&st->ctls[r]->done) >= a;
-    append(buf, len, " (its last collective here: %s seq %llu, %s)",
+    mlcomm_append(buf, len, " (its last collective here: %s seq %llu, %s)",
            mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind), (unsigned long long)d->seq,
            fin ? "finished" : "still in it");
   }
   if (missing == 0)
-    append(buf, len, " none; every rank arrived, and the slices stopped at posted/reduced/consumed"
+    mlcomm_append(buf, len, " none; every rank arrived, and the slices stopped at posted/reduced/consumed"
                      " %llu/%llu/%llu of epochs up to %llu here",
            (unsigned long long)o->next_post, (unsigned long long)o->next_reduce,
            (unsigned long long)o->next_consume, (unsigned long long)o->nslices);
-  append(buf, len, "; arrived:");
+  mlcomm_append(buf, len, "; arrived:");
   for (int r = 0; r < st->n; r++)
-    if (shm_load(&st->ctls[r]->arrive) >= o->sseq) append(buf, len, " %d", r);
+    if (shm_load(&st->ctls[r]->arrive) >= o->sseq) mlcomm_append(buf, len, " %d", r);
 }
