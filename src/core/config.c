@@ -173,6 +173,8 @@ static const struct tuning_param tuning_params[] = {
     {"MLCOMM_SHM_NT_BYTES", 8 << 20, -1, INT64_MAX, offsetof(struct mlcomm_tuning, shm_nt_bytes)},
     {"MLCOMM_SHM_SPIN", 0, 0, 1, offsetof(struct mlcomm_tuning, shm_spin)},
     {"MLCOMM_SHM_CMA", 1, 0, 1, offsetof(struct mlcomm_tuning, shm_cma)},
+    {"MLCOMM_SHM_CMA_ALLREDUCE_BYTES", 4 << 20, 0, INT64_MAX,
+     offsetof(struct mlcomm_tuning, shm_cma_allreduce_bytes)},
 };
 
 mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out) {

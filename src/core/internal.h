@@ -95,6 +95,7 @@ struct mlcomm_tuning {
   int64_t shm_nt_bytes;     /* shm: ops this large write results with streaming stores */
   int64_t shm_spin;         /* shm: 1 keeps spinning even when oversubscribed */
   int64_t shm_cma;          /* shm: 0 never reads peers' memory with process_vm_readv */
+  int64_t shm_cma_allreduce_bytes; /* shm: allreduce below this goes direct over CMA */
 };
 
 struct mlcomm_comm {

@@ -13,7 +13,7 @@ enum shm_step shm_reduce_step(struct shm_state *st, struct shm_op *o) {
   for (;;) {
     uint64_t before = o->next_post + o->next_reduce + o->next_consume;
     shm_stage_inputs(st, o);
-    shm_reduce_parts(st, o, root, !root);
+    if (!shm_reduce_parts(st, o, root, !root)) return SHM_FAILED;
     if (root) shm_gather_parts(st, o);
     if (o->next_post + o->next_reduce + o->next_consume == before) break;
   }

@@ -29,6 +29,7 @@
 #define SHM_PAGE 4096
 #define SHM_DESC_RING 16 /* descriptors kept per rank: how far a rank may run ahead */
 #define SHM_NO_OFF UINT64_MAX
+#define SHM_CMA_CHUNK_BYTES 65536 /* per system call when peers' memory is read directly */
 
 /* What a rank says about op s, for its peers: matched against their own call, and
  * where its zero-copy buffers are. */
@@ -124,7 +125,7 @@ struct shm_op {
   uint64_t next_post, next_reduce, next_consume; /* per-stage slices done on this rank */
   size_t esize, bytes;     /* element size; this rank's payload bytes (send side) */
   size_t slice_elems;      /* elements per slice (per block for allgather/reduce-scatter) */
-  bool small, direct, published, checked, nt;
+  bool small, direct, cma, published, checked, nt;
   uint64_t send_off, recv_off;
   int phase;
   bool finished;
@@ -238,7 +239,7 @@ enum shm_step shm_begin_large(struct shm_state *st, struct shm_op *o);
 void shm_stage_inputs(struct shm_state *st, struct shm_op *o);       /* post */
 /* Reduces this rank's part of every posted slice; mine: also into its own output;
  * consumed_too: it reads nothing after this (direct mode, non-root reduce). */
-void shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool mine, bool consumed_too);
+bool shm_reduce_parts(struct shm_state *st, struct shm_op *o, bool mine, bool consumed_too);
 void shm_gather_parts(struct shm_state *st, struct shm_op *o);       /* consume */
 /* Where rank j's input for epoch e (slice-relative element lo) is. */
 const char *shm_input(const struct shm_state *st, const struct shm_op *o, int j, uint64_t e,

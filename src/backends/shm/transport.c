@@ -48,7 +48,11 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
   st->n = comm->nranks;
   mlcommResult_t res = shm_segment_create(st);
   if (res == mlcommSuccess) res = shm_cma_probe(st);
-  if (res == mlcommSuccess && posix_memalign(&st->scratch, SHM_PAGE, st->lay.slice_bytes) != 0)
+  /* Scratch: a reduced chunk plus one fetched chunk per rank (allreduce over CMA), or a
+   * slice (reduce-scatter in place). */
+  size_t scratch = (size_t)(st->n + 1) * SHM_CMA_CHUNK_BYTES;
+  if (scratch < st->lay.slice_bytes) scratch = st->lay.slice_bytes;
+  if (res == mlcommSuccess && posix_memalign(&st->scratch, SHM_PAGE, scratch) != 0)
     res = mlcomm_error(comm, mlcommSystemError, "shm transport: out of memory");
   if (res != mlcommSuccess) {
     shm_fini(st);
@@ -109,6 +113,7 @@ static void plan(struct shm_state *st, struct shm_op *o) {
   size_t n = (size_t)st->n, slice = st->lay.slice_bytes;
   o->esize = op->kind == MLCOMM_OP_BARRIER ? 1 : mlcomm_type_size(op->dtype);
   size_t bytes = op->count * o->esize;
+  o->bytes = bytes;
   size_t payload = op->kind == MLCOMM_OP_REDUCESCATTER ? bytes * n : bytes;
   o->small = op->kind == MLCOMM_OP_BARRIER || payload <= st->lay.small_bytes;
   o->send_off = o->recv_off = SHM_NO_OFF;
