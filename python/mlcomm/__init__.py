@@ -10,10 +10,13 @@ See docs/python.md for the whole API, and the rules on buffers, requests, MPI st
 and shut-down.
 """
 
+from . import _atexit  # noqa: F401  (importing it registers the exit handler)
 from . import _lib
-from ._core import (ANY_SOURCE, ANY_TAG, SPLIT_NOCOLOR, TAG_MAX, Comm, PreparedCall, Request,
-                    Status, group, group_end, group_start, mem_alloc, mem_outstanding,
-                    progress, wait_all)
+from .comm import ANY_SOURCE, ANY_TAG, SPLIT_NOCOLOR, TAG_MAX, Comm
+from .groups import group, group_end, group_start
+from .memory import mem_alloc, mem_outstanding
+from .prepared import PreparedCall
+from .request import Request, Status, progress, wait_all
 from ._types import bfloat16, from_bfloat16, to_bfloat16
 from .errors import (InProgressError, InternalError, InvalidArgumentError,
                      LibraryNotFoundError, MlcommError, MlcommSystemError, MlcommTimeoutError,
