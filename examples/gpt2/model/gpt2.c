@@ -140,6 +140,24 @@ static float *slot(const gpt2_acts *a, float *base, int l, size_t n) {
   return base + (a->training ? (size_t)l * n : 0);
 }
 
+/* One layer's activations: slot l of each "(L,..)" buffer. */
+typedef struct {
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *residual2, *ln2, *ln2_mean, *ln2_rstd,
+      *fch, *fch_gelu, *residual3;
+} layer_acts;
+
+static layer_acts layer_at(const gpt2_acts *a, int l, int B, int T, int C, int NH) {
+  size_t BT = (size_t)B * T, btc = BT * C;
+  return (layer_acts){
+      .ln1 = slot(a, a->ln1, l, btc), .ln1_mean = slot(a, a->ln1_mean, l, BT),
+      .ln1_rstd = slot(a, a->ln1_rstd, l, BT), .qkv = slot(a, a->qkv, l, 3 * btc),
+      .atty = slot(a, a->atty, l, btc), .att = slot(a, a->att, l, (size_t)B * NH * T * T),
+      .residual2 = slot(a, a->residual2, l, btc), .ln2 = slot(a, a->ln2, l, btc),
+      .ln2_mean = slot(a, a->ln2_mean, l, BT), .ln2_rstd = slot(a, a->ln2_rstd, l, BT),
+      .fch = slot(a, a->fch, l, 4 * btc), .fch_gelu = slot(a, a->fch_gelu, l, 4 * btc),
+      .residual3 = slot(a, a->residual3, l, btc)};
+}
+
 float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int *inputs, const int *targets) {
   const int B = a->B, T = a->T, C = m->config.channels, NH = m->config.num_heads;
   const int L = m->config.num_layers, V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
@@ -152,26 +170,19 @@ float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int *inputs, const i
   const float *residual = a->encoded;
   for (int l = 0; l < L; l++) {
     gpt2_layer w = gpt2_layer_at(lo, params, l);
-    float *ln1 = slot(a, a->ln1, l, btc), *ln1_mean = slot(a, a->ln1_mean, l, BT);
-    float *ln1_rstd = slot(a, a->ln1_rstd, l, BT), *qkv = slot(a, a->qkv, l, 3 * btc);
-    float *atty = slot(a, a->atty, l, btc);
-    float *att = slot(a, a->att, l, (size_t)B * NH * T * T);
-    float *residual2 = slot(a, a->residual2, l, btc), *ln2 = slot(a, a->ln2, l, btc);
-    float *ln2_mean = slot(a, a->ln2_mean, l, BT), *ln2_rstd = slot(a, a->ln2_rstd, l, BT);
-    float *fch = slot(a, a->fch, l, 4 * btc), *fch_gelu = slot(a, a->fch_gelu, l, 4 * btc);
-    float *residual3 = slot(a, a->residual3, l, btc);
+    layer_acts x = layer_at(a, l, B, T, C, NH);
 
-    gpt2_layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C);
-    gpt2_matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
-    gpt2_attention_forward(atty, att, qkv, B, T, C, NH);
-    gpt2_matmul_forward(a->proj, atty, w.attprojw, w.attprojb, BT, C, C);
-    gpt2_residual_forward(residual2, residual, a->proj, (long)btc);
-    gpt2_layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, w.ln2w, w.ln2b, BT, C);
-    gpt2_matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
-    gpt2_gelu_forward(fch_gelu, fch, 4 * (long)btc);
-    gpt2_matmul_forward(a->proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
-    gpt2_residual_forward(residual3, residual2, a->proj, (long)btc);
-    residual = residual3;
+    gpt2_layernorm_forward(x.ln1, x.ln1_mean, x.ln1_rstd, residual, w.ln1w, w.ln1b, BT, C);
+    gpt2_matmul_forward(x.qkv, x.ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+    gpt2_attention_forward(x.atty, x.att, x.qkv, B, T, C, NH);
+    gpt2_matmul_forward(a->proj, x.atty, w.attprojw, w.attprojb, BT, C, C);
+    gpt2_residual_forward(x.residual2, residual, a->proj, (long)btc);
+    gpt2_layernorm_forward(x.ln2, x.ln2_mean, x.ln2_rstd, x.residual2, w.ln2w, w.ln2b, BT, C);
+    gpt2_matmul_forward(x.fch, x.ln2, w.fcw, w.fcb, BT, C, 4 * C);
+    gpt2_gelu_forward(x.fch_gelu, x.fch, 4 * (long)btc);
+    gpt2_matmul_forward(a->proj, x.fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+    gpt2_residual_forward(x.residual3, x.residual2, a->proj, (long)btc);
+    residual = x.residual3;
   }
   gpt2_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, params + lo->lnfw,
                          params + lo->lnfb, BT, C);
@@ -224,27 +235,21 @@ int gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, const int *in
     gpt2_layer g = gpt2_layer_at(lo, grads, l);
     memset(grads + lo->layers + (size_t)l * lo->layer_size, 0, lo->layer_size * sizeof(float));
     const float *residual = l == 0 ? a->encoded : slot(a, a->residual3, l - 1, btc);
-    float *ln1 = slot(a, a->ln1, l, btc), *ln1_mean = slot(a, a->ln1_mean, l, BT);
-    float *ln1_rstd = slot(a, a->ln1_rstd, l, BT), *qkv = slot(a, a->qkv, l, 3 * btc);
-    float *atty = slot(a, a->atty, l, btc);
-    float *att = slot(a, a->att, l, (size_t)B * NH * T * T);
-    float *residual2 = slot(a, a->residual2, l, btc), *ln2 = slot(a, a->ln2, l, btc);
-    float *ln2_mean = slot(a, a->ln2_mean, l, BT), *ln2_rstd = slot(a, a->ln2_rstd, l, BT);
-    float *fch = slot(a, a->fch, l, 4 * btc), *fch_gelu = slot(a, a->fch_gelu, l, 4 * btc);
+    layer_acts x = layer_at(a, l, B, T, C, NH);
 
     /* x = x' + fcproj(...): the projection's output gradient is dresidual itself */
-    gpt2_matmul_backward(a->dfch_gelu, g.fcprojw, g.fcprojb, a->dresidual, fch_gelu, w.fcprojw, BT,
+    gpt2_matmul_backward(a->dfch_gelu, g.fcprojw, g.fcprojb, a->dresidual, x.fch_gelu, w.fcprojw, BT,
                          4 * C, C);
-    gpt2_gelu_backward(a->dfch, fch, a->dfch_gelu, 4 * (long)btc);
-    gpt2_matmul_backward(a->dbtc, g.fcw, g.fcb, a->dfch, ln2, w.fcw, BT, C, 4 * C);
-    gpt2_layernorm_backward(a->dresidual, g.ln2w, g.ln2b, a->dbtc, residual2, w.ln2w, ln2_mean,
-                            ln2_rstd, BT, C);
+    gpt2_gelu_backward(a->dfch, x.fch, a->dfch_gelu, 4 * (long)btc);
+    gpt2_matmul_backward(a->dbtc, g.fcw, g.fcb, a->dfch, x.ln2, w.fcw, BT, C, 4 * C);
+    gpt2_layernorm_backward(a->dresidual, g.ln2w, g.ln2b, a->dbtc, x.residual2, w.ln2w, x.ln2_mean,
+                            x.ln2_rstd, BT, C);
     /* x' = x + attproj(...): likewise */
-    gpt2_matmul_backward(a->dbtc, g.attprojw, g.attprojb, a->dresidual, atty, w.attprojw, BT, C, C);
-    gpt2_attention_backward(a->dqkv, a->dbtc, qkv, att, B, T, C, NH);
-    gpt2_matmul_backward(a->dbtc, g.qkvw, g.qkvb, a->dqkv, ln1, w.qkvw, BT, C, 3 * C);
-    gpt2_layernorm_backward(a->dresidual, g.ln1w, g.ln1b, a->dbtc, residual, w.ln1w, ln1_mean,
-                            ln1_rstd, BT, C);
+    gpt2_matmul_backward(a->dbtc, g.attprojw, g.attprojb, a->dresidual, x.atty, w.attprojw, BT, C, C);
+    gpt2_attention_backward(a->dqkv, a->dbtc, x.qkv, x.att, B, T, C, NH);
+    gpt2_matmul_backward(a->dbtc, g.qkvw, g.qkvb, a->dqkv, x.ln1, w.qkvw, BT, C, 3 * C);
+    gpt2_layernorm_backward(a->dresidual, g.ln1w, g.ln1b, a->dbtc, residual, w.ln1w, x.ln1_mean,
+                            x.ln1_rstd, BT, C);
     ready(hook, lo->layers + (size_t)l * lo->layer_size, lo->layer_size);
   }
   if (split) {
