@@ -34,9 +34,10 @@ const char *shm_input(const struct shm_state *st, const struct shm_op *o, int j,
 
 void shm_stage_inputs(struct shm_state *st, struct shm_op *o) {
   struct shm_ctl *me = st->ctls[st->rank];
-  /* Direct with CMA: owners fetch this rank's input themselves; nothing to stage. */
-  bool stage = o->send_off == SHM_NO_OFF && !o->cma;
-  if (!stage && o->next_post < o->nslices) {
+  /* Direct with CMA: owners fetch this rank's input themselves and no slot is used, so
+   * every slice is posted at once. Otherwise the out-slots still rotate: a slice is
+   * posted only once its slots are free, even when the input needs no staging. */
+  if (o->direct && o->cma && o->next_post < o->nslices) {
     o->next_post = o->nslices;
     shm_store(&me->posted, o->ebase + o->nslices);
     return;
@@ -44,7 +45,7 @@ void shm_stage_inputs(struct shm_state *st, struct shm_op *o) {
   while (o->next_post < o->nslices) {
     uint64_t e = o->ebase + o->next_post;
     if (!shm_slice_slot_free(st, e)) return;
-    {
+    if (o->send_off == SHM_NO_OFF) {
       /* Stage the parts the other ranks reduce; this rank's own part stays put. */
       size_t lo, len, plo, phi;
       shm_slice(o, o->next_post, o->op->count, &lo, &len);
