@@ -12,6 +12,15 @@
 
 #include "layers.h"
 
+/* MPI is one per process, not per backend context: when this library started it, it
+ * finalises it when the process exits (or the library is unloaded), after every
+ * instance is gone. MPI cannot be started twice, so not at deinit_backend. */
+static int mpi_started_here;
+__attribute__((destructor)) static void tp_finalize(void) {
+  int finalized = 0;
+  if (mpi_started_here && MPI_Finalized(&finalized) == MPI_SUCCESS && !finalized) MPI_Finalize();
+}
+
 int tp_world_init(tp_world *w, char *err, size_t errlen) {
   *w = (tp_world){0, 1, NULL};
   const char *off = getenv("WASI_NN_GPT2_TP");
@@ -26,6 +35,7 @@ int tp_world_init(tp_world *w, char *err, size_t errlen) {
       snprintf(err, errlen, "MPI_Init_thread failed under mpirun");
       return -1;
     }
+    mpi_started_here = 1;
   }
   int n;
   MPI_Comm_size(MPI_COMM_WORLD, &n);
