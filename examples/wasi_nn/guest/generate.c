@@ -4,10 +4,12 @@
  * usage: generate.wasm MODEL PROMPT [JSON-CONFIG]
  * Prints the text, then a line "{"input_tokens":N,"output_tokens":M}". MODEL is a
  * host path (relative to the host's working directory), loaded with
- * load_by_name_with_config as WasmEdge and WAMR guests do.
+ * load_by_name_with_config as WasmEdge and WAMR guests do. With WASI_NN_TIME set in the
+ * environment, stderr gets the wall time of compute() as the guest sees it.
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "wasi_nn_guest.h"
 
@@ -28,7 +30,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "generate: setting up failed (wasi-nn error %d)\n", rc);
     return 1;
   }
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   rc = nn_compute(ctx);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (getenv("WASI_NN_TIME"))
+    fprintf(stderr, "generate: compute %.3f ms\n",
+            (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6);
   if (rc != NN_SUCCESS && rc != NN_CONTEXT_FULL) {
     fprintf(stderr, "generate: compute failed (wasi-nn error %d)\n", rc);
     return 1;

@@ -68,7 +68,8 @@ int main(int argc, char **argv) {
   double t2 = now();
   printf("\n");
   if (profile)
-    fprintf(stderr, "prompt %d tokens in %.2f ms; %d generated in %.2f ms: %.1f tokens/s\n", n,
-            (t1 - t0) * 1e3, made, (t2 - t1) * 1e3, made / (t2 - t1));
+    fprintf(stderr, "prompt %d tokens in %.2f ms; %d generated in %.2f ms: %.1f tokens/s; "
+            "total %.3f ms\n", n, (t1 - t0) * 1e3, made, (t2 - t1) * 1e3, made / (t2 - t1),
+            (t2 - t0) * 1e3);
   return 0;
 }
