@@ -361,6 +361,8 @@ static int hit_stop(exec_slot *x, size_t added) {
   return 0;
 }
 
+static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e);
+
 /* Encodes the prompt, reuses the cached prefix it shares with the tokens already in the
  * KV cache (a chat resending its whole conversation pays only for the new turn), runs
  * the rest, then generates up to n-predict tokens. */
@@ -370,12 +372,22 @@ WASI_NN_EXPORT wasi_nn_error compute(void *ctx, graph_execution_context exec_ctx
   if (!x) return invalid_argument;
   if (!x->have_prompt) return fail(invalid_argument, "compute: no prompt; set input 0 first");
   const engine *e = b->graphs[x->g].e;
+#ifdef _OPENMP
+  /* omp_set_num_threads binds the calling thread: restore it for the other contexts */
+  int omp_before = omp_get_max_threads();
+  if (x->cfg.threads > 0) omp_set_num_threads(x->cfg.threads);
+#endif
+  wasi_nn_error rc = generate(b, x, e);
+#ifdef _OPENMP
+  omp_set_num_threads(omp_before);
+#endif
+  return rc;
+}
+
+static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
   const int V = e->cfg.vocab_size, eot = (int)gpt2_tokenizer_eot(e->tok);
   const int n_ctx = x->cfg.ctx_size > 0 ? x->cfg.ctx_size : e->cfg.max_seq_len;
   char err[256];
-#ifdef _OPENMP
-  if (x->cfg.threads > 0) omp_set_num_threads(x->cfg.threads);
-#endif
   x->out_len = 0;
   x->in_tokens = x->out_tokens = 0;
   if (out_append(x, "", 0) != 0) return fail(missing_memory, "compute: out of memory");
@@ -412,6 +424,7 @@ WASI_NN_EXPORT wasi_nn_error compute(void *ctx, graph_execution_context exec_ctx
   for (int i = 0; i < x->cfg.n_predict; i++) {
     int len = engine_kv_length(&x->kv);
     int tok = sampler_pick(&x->cfg, x->logits, V, x->hist, len, x->cand, &rng);
+    if (x->cfg.enable_debug_log) fail(success, "position %d: token %d", len, tok);
     if (tok == eot) break;
     size_t blen;
     const char *bytes = gpt2_tokenizer_decode(e->tok, (uint32_t)tok, &blen);

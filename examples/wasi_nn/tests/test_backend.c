@@ -304,7 +304,7 @@ int main(int argc, char **argv) {
   CHECK(run(ctx, x, prompt, out, sizeof out, &len) == success && strcmp(out, want) == 0);
 
   /* ---- limits: 4 graphs and 16 contexts by default */
-  CHECK(load_cfg(ctx, model_path, NULL, &g) == success && g == 3);
+  CHECK(B.load_by_name(ctx, model_path, (uint32_t)strlen(model_path), &g) == success && g == 3);
   CHECK(load_cfg(ctx, model_path, NULL, &g) == runtime_error);
   int made = 4;
   while (B.init_execution_context(ctx, g, &x) == success) made++;
