@@ -57,7 +57,7 @@ typedef struct {
   int world_ready;
 } backend;
 
-static wasi_nn_error fail(wasi_nn_error rc, const char *fmt, ...) {
+static wasi_nn_error report(wasi_nn_error rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("wasi-nn gpt2: ", stderr);
@@ -72,7 +72,7 @@ static int env_limit(const char *name, int dflt) {
   char *end;
   long v = s ? strtol(s, &end, 10) : dflt;
   if (s && (*end || v < 1 || v > 65536)) {
-    fail(success, "%s=%s is not an integer from 1 to 65536; using %d", name, s, dflt);
+    report(success, "%s=%s is not an integer from 1 to 65536; using %d", name, s, dflt);
     return dflt;
   }
   return (int)v;
@@ -81,14 +81,14 @@ static int env_limit(const char *name, int dflt) {
 WASI_NN_EXPORT wasi_nn_error init_backend(void **ctx) {
   if (!ctx) return invalid_argument;
   backend *b = calloc(1, sizeof *b);
-  if (!b) return fail(missing_memory, "out of memory for the backend context");
+  if (!b) return report(missing_memory, "out of memory for the backend context");
   b->max_graphs = env_limit("WASI_NN_GPT2_MAX_GRAPHS", 4);
   b->max_ctxs = env_limit("WASI_NN_GPT2_MAX_CONTEXTS", 16);
   b->graphs = calloc((size_t)b->max_graphs, sizeof *b->graphs);
   b->ctxs = calloc((size_t)b->max_ctxs, sizeof *b->ctxs);
   if (!b->graphs || !b->ctxs) {
     free(b->graphs), free(b->ctxs), free(b);
-    return fail(missing_memory, "out of memory for the backend context");
+    return report(missing_memory, "out of memory for the backend context");
   }
   b->world = (tp_world){0, 1, NULL};
   *ctx = b;
@@ -113,18 +113,21 @@ WASI_NN_EXPORT wasi_nn_error deinit_backend(void *ctx) {
 
 /* ---------------------------------------------------------------- loading */
 
+/* tok_override (may be NULL) wins over the config's "tokenizer" and the file beside. */
 static wasi_nn_error add_graph(backend *b, const char *model, const char *cfg_json,
-                               size_t cfg_len, graph *g) {
+                               size_t cfg_len, const char *tok_override, graph *g) {
   if (b->n_graphs >= b->max_graphs)
-    return fail(runtime_error, "this instance already holds %d graphs, the most allowed "
+    return report(runtime_error, "this instance already holds %d graphs, the most allowed "
                 "(WASI_NN_GPT2_MAX_GRAPHS)", b->max_graphs);
   settings s;
   char err[512];
   settings_default(&s);
   if (cfg_json && settings_apply_json(&s, cfg_json, cfg_len, 1, err, sizeof err) != 0)
-    return fail(invalid_argument, "%s", err);
+    return report(invalid_argument, "%s", err);
   char tok[PATH_MAX + 32];
-  if (s.tokenizer[0]) {
+  if (tok_override) {
+    snprintf(tok, sizeof tok, "%s", tok_override);
+  } else if (s.tokenizer[0]) {
     snprintf(tok, sizeof tok, "%s", s.tokenizer);
   } else { /* beside the model: tokenizer.bin, or llm.c's gpt2_tokenizer.bin */
     const char *slash = strrchr(model, '/');
@@ -133,20 +136,20 @@ static wasi_nn_error add_graph(backend *b, const char *model, const char *cfg_js
     if (access(tok, R_OK) != 0) snprintf(tok, sizeof tok, "%.*sgpt2_tokenizer.bin", dir, model);
   }
   if (!b->world_ready) {
-    if (tp_world_init(&b->world, err, sizeof err) != 0) return fail(runtime_error, "%s", err);
+    if (tp_world_init(&b->world, err, sizeof err) != 0) return report(runtime_error, "%s", err);
     b->world_ready = 1;
   }
   engine *e;
   wasi_nn_error rc = engine_load(&e, model, tok, &b->world, err, sizeof err);
-  if (rc != success) return fail(rc, "%s", err);
+  if (rc != success) return report(rc, "%s", err);
   if (s.ctx_size > e->cfg.max_seq_len) {
     int max = e->cfg.max_seq_len;
     engine_free(e);
-    return fail(invalid_argument, "config key \"ctx-size\" has the value %d: it must be from 0 "
+    return report(invalid_argument, "config key \"ctx-size\" has the value %d: it must be from 0 "
                 "to the model's context, %d", s.ctx_size, max);
   }
   if (s.enable_log)
-    fail(success, "loaded %s: L=%d NH=%d C=%d maxT=%d V=%d, rank %d of %d", model,
+    report(success, "loaded %s: L=%d NH=%d C=%d maxT=%d V=%d, rank %d of %d", model,
          e->cfg.num_layers, e->cfg.num_heads, e->cfg.channels, e->cfg.max_seq_len,
          e->cfg.vocab_size, b->world.rank, b->world.nranks);
   b->graphs[b->n_graphs] = (graph_slot){e, s};
@@ -166,13 +169,13 @@ WASI_NN_EXPORT wasi_nn_error load_by_name_with_config(void *ctx, const char *nam
                                                       uint32_t namelen, const char *config,
                                                       uint32_t config_len, graph *g) {
   backend *b = ctx;
-  if (!b || !g) return fail(invalid_argument, "load_by_name: a NULL context or graph pointer");
-  if (!config && config_len) return fail(invalid_argument, "load_by_name_with_config: NULL config of %u bytes", config_len);
+  if (!b || !g) return report(invalid_argument, "load_by_name: a NULL context or graph pointer");
+  if (!config && config_len) return report(invalid_argument, "load_by_name_with_config: NULL config of %u bytes", config_len);
   char *path = copy_name(name, namelen);
   if (!path)
-    return fail(invalid_argument, "load_by_name: the model name (%u bytes) must be a path of 1 "
+    return report(invalid_argument, "load_by_name: the model name (%u bytes) must be a path of 1 "
                 "to %d bytes without NUL", namelen, PATH_MAX - 1);
-  wasi_nn_error rc = add_graph(b, path, config_len ? config : NULL, config_len, g);
+  wasi_nn_error rc = add_graph(b, path, config_len ? config : NULL, config_len, NULL, g);
   free(path);
   return rc;
 }
@@ -205,55 +208,30 @@ WASI_NN_EXPORT wasi_nn_error load(void *ctx, graph_builder_array *builder,
                                   graph_encoding encoding, execution_target target, graph *g) {
   backend *b = ctx;
   if (!b || !g || !builder || (!builder->buf && builder->size))
-    return fail(invalid_argument, "load: a NULL context, graph or builder pointer");
+    return report(invalid_argument, "load: a NULL context, graph or builder pointer");
   if (encoding != ggml && encoding != autodetect)
-    return fail(invalid_encoding, "load: encoding %d is not ggml (5) or autodetect (6), the "
+    return report(invalid_encoding, "load: encoding %d is not ggml (5) or autodetect (6), the "
                 "ones this GPT-2 backend answers", (int)encoding);
   if (target != cpu)
-    return fail(unsupported_operation, "load: execution target %d: this backend runs on the "
+    return report(unsupported_operation, "load: execution target %d: this backend runs on the "
                 "CPU (0) only", (int)target);
   if (builder->size < 2 || builder->size > 3)
-    return fail(invalid_argument, "load: %u builders; give 2 or 3: the llm.c checkpoint, the "
+    return report(invalid_argument, "load: %u builders; give 2 or 3: the llm.c checkpoint, the "
                 "tokenizer file, and optionally a JSON config", builder->size);
   for (uint32_t i = 0; i < builder->size; i++)
     if (!builder->buf[i].buf || builder->buf[i].size == 0)
-      return fail(invalid_argument, "load: builder %u is empty or NULL", i);
+      return report(invalid_argument, "load: builder %u is empty or NULL", i);
   char model[PATH_MAX], tok[PATH_MAX];
   if (spill(&builder->buf[0], model, sizeof model) != 0)
-    return fail(runtime_error, "load: cannot write the checkpoint to a temporary file in %s",
+    return report(runtime_error, "load: cannot write the checkpoint to a temporary file in %s",
                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (spill(&builder->buf[1], tok, sizeof tok) != 0) {
     unlink(model);
-    return fail(runtime_error, "load: cannot write the tokenizer to a temporary file");
+    return report(runtime_error, "load: cannot write the tokenizer to a temporary file");
   }
-  char cfg[PATH_MAX + 64];
-  const char *cfg_json = NULL;
-  size_t cfg_len = 0;
-  char *merged = NULL;
-  /* the tokenizer path is ours: pass it as the config's "tokenizer" key */
-  snprintf(cfg, sizeof cfg, "{\"tokenizer\":\"%s\"}", tok);
-  cfg_json = cfg, cfg_len = strlen(cfg);
-  if (builder->size == 3) { /* the guest's config, then our key appended */
-    const graph_builder *c = &builder->buf[2];
-    merged = malloc(c->size + sizeof cfg);
-    const uint8_t *end = c->buf + c->size;
-    while (end > c->buf && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t')) end--;
-    if (!merged || end == c->buf || end[-1] != '}') {
-      free(merged);
-      unlink(model), unlink(tok);
-      return fail(invalid_argument, "load: builder 2 is not a JSON object");
-    }
-    size_t n = (size_t)(end - c->buf) - 1, k = 0;
-    memcpy(merged, c->buf, n);
-    int empty = 1; /* "{}" or "{ }": no comma */
-    for (size_t i = 0; i < n; i++)
-      if (c->buf[i] != '{' && c->buf[i] != ' ' && c->buf[i] != '\n' && c->buf[i] != '\t') empty = 0;
-    k = n;
-    k += (size_t)sprintf(merged + k, "%s\"tokenizer\":\"%s\"}", empty ? "" : ",", tok);
-    cfg_json = merged, cfg_len = k;
-  }
-  wasi_nn_error rc = add_graph(b, model, cfg_json, cfg_len, g);
-  free(merged);
+  const graph_builder *cfg = builder->size == 3 ? &builder->buf[2] : NULL;
+  wasi_nn_error rc = add_graph(b, model, cfg ? (const char *)cfg->buf : NULL, cfg ? cfg->size : 0,
+                               tok, g);
   unlink(model), unlink(tok);
   return rc;
 }
@@ -262,7 +240,7 @@ WASI_NN_EXPORT wasi_nn_error load(void *ctx, graph_builder_array *builder,
 
 static exec_slot *get_exec(backend *b, graph_execution_context x, const char *who) {
   if (!b || x >= (uint32_t)b->n_ctxs || !b->ctxs[x].used) {
-    fail(invalid_argument, "%s: %u is not an execution context of this instance", who, x);
+    report(invalid_argument, "%s: %u is not an execution context of this instance", who, x);
     return NULL;
   }
   return &b->ctxs[x];
@@ -271,11 +249,11 @@ static exec_slot *get_exec(backend *b, graph_execution_context x, const char *wh
 WASI_NN_EXPORT wasi_nn_error init_execution_context(void *ctx, graph g,
                                                     graph_execution_context *exec_ctx) {
   backend *b = ctx;
-  if (!b || !exec_ctx) return fail(invalid_argument, "init_execution_context: a NULL pointer");
+  if (!b || !exec_ctx) return report(invalid_argument, "init_execution_context: a NULL pointer");
   if (g >= (uint32_t)b->n_graphs)
-    return fail(invalid_argument, "init_execution_context: %u is not a graph of this instance", g);
+    return report(invalid_argument, "init_execution_context: %u is not a graph of this instance", g);
   if (b->n_ctxs >= b->max_ctxs)
-    return fail(runtime_error, "this instance already holds %d execution contexts, the most "
+    return report(runtime_error, "this instance already holds %d execution contexts, the most "
                 "allowed (WASI_NN_GPT2_MAX_CONTEXTS)", b->max_ctxs);
   const engine *e = b->graphs[g].e;
   exec_slot *x = &b->ctxs[b->n_ctxs];
@@ -287,7 +265,7 @@ WASI_NN_EXPORT wasi_nn_error init_execution_context(void *ctx, graph g,
   x->hist = malloc((size_t)e->cfg.max_seq_len * sizeof(int));
   if (!x->logits || !x->cand || !x->hist) {
     exec_free(x);
-    return fail(missing_memory, "out of memory for an execution context");
+    return report(missing_memory, "out of memory for an execution context");
   }
   x->used = 1;
   *exec_ctx = (graph_execution_context)b->n_ctxs++;
@@ -298,31 +276,31 @@ WASI_NN_EXPORT wasi_nn_error set_input(void *ctx, graph_execution_context exec_c
                                        uint32_t index, tensor *t) {
   exec_slot *x = get_exec(ctx, exec_ctx, "set_input");
   if (!x) return invalid_argument;
-  if (!t) return fail(invalid_argument, "set_input: a NULL tensor");
+  if (!t) return report(invalid_argument, "set_input: a NULL tensor");
   if (index > 1)
-    return fail(invalid_argument, "set_input: index %u; 0 is the prompt, 1 a JSON config", index);
+    return report(invalid_argument, "set_input: index %u; 0 is the prompt, 1 a JSON config", index);
   if (t->type != u8)
-    return fail(invalid_argument, "set_input: tensor type %d; the prompt and config are u8 (3)",
+    return report(invalid_argument, "set_input: tensor type %d; the prompt and config are u8 (3)",
                 (int)t->type);
   if (!t->data.buf && t->data.size)
-    return fail(invalid_argument, "set_input: NULL data of %u bytes", t->data.size);
+    return report(invalid_argument, "set_input: NULL data of %u bytes", t->data.size);
   if (t->data.size > MAX_PROMPT_BYTES)
-    return fail(too_large, "set_input: %u bytes; at most %u are taken", t->data.size,
+    return report(too_large, "set_input: %u bytes; at most %u are taken", t->data.size,
                 MAX_PROMPT_BYTES);
   if (index == 1) {
     char err[512];
     settings s = x->cfg;
     if (settings_apply_json(&s, (const char *)t->data.buf, t->data.size, 0, err, sizeof err) != 0)
-      return fail(invalid_argument, "%s", err);
+      return report(invalid_argument, "%s", err);
     const engine *e = ((backend *)ctx)->graphs[x->g].e;
     if (s.ctx_size > e->cfg.max_seq_len)
-      return fail(invalid_argument, "config key \"ctx-size\" has the value %d: it must be from "
+      return report(invalid_argument, "config key \"ctx-size\" has the value %d: it must be from "
                   "0 to the model's context, %d", s.ctx_size, e->cfg.max_seq_len);
     x->cfg = s;
     return success;
   }
   char *p = malloc(t->data.size + 1);
-  if (!p) return fail(missing_memory, "set_input: out of memory for a %u-byte prompt", t->data.size);
+  if (!p) return report(missing_memory, "set_input: out of memory for a %u-byte prompt", t->data.size);
   if (t->data.size) memcpy(p, t->data.buf, t->data.size);
   free(x->prompt);
   x->prompt = p;
@@ -370,7 +348,7 @@ WASI_NN_EXPORT wasi_nn_error compute(void *ctx, graph_execution_context exec_ctx
   backend *b = ctx;
   exec_slot *x = get_exec(b, exec_ctx, "compute");
   if (!x) return invalid_argument;
-  if (!x->have_prompt) return fail(invalid_argument, "compute: no prompt; set input 0 first");
+  if (!x->have_prompt) return report(invalid_argument, "compute: no prompt; set input 0 first");
   const engine *e = b->graphs[x->g].e;
 #ifdef _OPENMP
   /* omp_set_num_threads binds the calling thread: restore it for the other contexts */
@@ -390,23 +368,23 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
   char err[256];
   x->out_len = 0;
   x->in_tokens = x->out_tokens = 0;
-  if (out_append(x, "", 0) != 0) return fail(missing_memory, "compute: out of memory");
+  if (out_append(x, "", 0) != 0) return report(missing_memory, "compute: out of memory");
 
   int *ids = realloc(x->ids, (x->prompt_len + 1) * sizeof(int));
-  if (!ids) return fail(missing_memory, "compute: out of memory for the prompt's tokens");
+  if (!ids) return report(missing_memory, "compute: out of memory for the prompt's tokens");
   x->ids = ids;
   size_t n = gpt2_encoder_encode(e->enc, x->prompt, x->prompt_len, ids, x->prompt_len);
-  if (n == SIZE_MAX) return fail(missing_memory, "compute: out of memory encoding the prompt");
+  if (n == SIZE_MAX) return report(missing_memory, "compute: out of memory encoding the prompt");
   if (n == 0) ids[n++] = eot; /* an empty prompt: start a document */
   x->in_tokens = (int)n;
   if (n > (size_t)n_ctx)
-    return fail(prompt_too_long, "compute: the prompt is %zu tokens, the context %d", n, n_ctx);
+    return report(prompt_too_long, "compute: the prompt is %zu tokens, the context %d", n, n_ctx);
 
   if (x->kv_len_max != n_ctx) { /* first compute, or ctx-size changed */
     engine_kv_free(&x->kv);
     x->kv_len_max = 0;
     if (engine_kv_create(&x->kv, e, n_ctx, err, sizeof err) != 0)
-      return fail(missing_memory, "compute: %s", err);
+      return report(missing_memory, "compute: %s", err);
     x->kv_len_max = n_ctx;
   }
   int keep = 0, have = engine_kv_length(&x->kv);
@@ -414,7 +392,7 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
   engine_kv_truncate(&x->kv, keep);
   for (int i = keep; i < (int)n; i++) {
     if (engine_forward_token(&x->kv, ids[i], x->logits) != 0)
-      return fail(runtime_error, "compute: the forward pass failed at position %d", i);
+      return report(runtime_error, "compute: the forward pass failed at position %d", i);
     x->hist[i] = ids[i];
   }
 
@@ -424,26 +402,26 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
   for (int i = 0; i < x->cfg.n_predict; i++) {
     int len = engine_kv_length(&x->kv);
     int tok = sampler_pick(&x->cfg, x->logits, V, x->hist, len, x->cand, &rng);
-    if (x->cfg.enable_debug_log) fail(success, "position %d: token %d", len, tok);
+    if (x->cfg.enable_debug_log) report(success, "position %d: token %d", len, tok);
     if (tok == eot) break;
     size_t blen;
     const char *bytes = gpt2_tokenizer_decode(e->tok, (uint32_t)tok, &blen);
-    if (out_append(x, bytes, blen) != 0) return fail(missing_memory, "compute: out of memory");
+    if (out_append(x, bytes, blen) != 0) return report(missing_memory, "compute: out of memory");
     x->out_tokens++;
     if (x->cfg.stream_stdout && b->world.rank == 0) fwrite(bytes, 1, blen, stdout), fflush(stdout);
     if (hit_stop(x, blen) || i + 1 == x->cfg.n_predict) break;
     if (len >= n_ctx) {
       rc = context_full; /* the text so far stays readable through get_output */
-      fail(rc, "compute: the context of %d tokens is full after %d generated", n_ctx,
+      report(rc, "compute: the context of %d tokens is full after %d generated", n_ctx,
            x->out_tokens);
       break;
     }
     if (engine_forward_token(&x->kv, tok, x->logits) != 0)
-      return fail(runtime_error, "compute: the forward pass failed at position %d", len);
+      return report(runtime_error, "compute: the forward pass failed at position %d", len);
     x->hist[len] = tok;
   }
   if (x->cfg.enable_log)
-    fail(success, "compute: %d prompt tokens (%d reused from the cache), %d generated",
+    report(success, "compute: %d prompt tokens (%d reused from the cache), %d generated",
          x->in_tokens, keep, x->out_tokens);
   return rc;
 }
@@ -454,9 +432,9 @@ WASI_NN_EXPORT wasi_nn_error get_output(void *ctx, graph_execution_context exec_
   exec_slot *x = get_exec(ctx, exec_ctx, "get_output");
   if (!x) return invalid_argument;
   if (!output || !output_size || (!output->buf && output->size))
-    return fail(invalid_argument, "get_output: a NULL output buffer or size pointer");
+    return report(invalid_argument, "get_output: a NULL output buffer or size pointer");
   if (index > 1)
-    return fail(invalid_argument, "get_output: index %u; 0 is the text, 1 the token counts", index);
+    return report(invalid_argument, "get_output: index %u; 0 is the text, 1 the token counts", index);
   char counts[64];
   const char *src = x->out ? x->out : "";
   size_t n = x->out_len;
@@ -465,7 +443,7 @@ WASI_NN_EXPORT wasi_nn_error get_output(void *ctx, graph_execution_context exec_
                          x->in_tokens, x->out_tokens);
     src = counts;
   }
-  if (n > UINT32_MAX) return fail(too_large, "get_output: %zu bytes do not fit a u32", n);
+  if (n > UINT32_MAX) return report(too_large, "get_output: %zu bytes do not fit a u32", n);
   *output_size = (uint32_t)n;
   if (n > output->size) return too_large; /* a guest sizing its buffer: not worth a log line */
   if (n) memcpy(output->buf, src, n);

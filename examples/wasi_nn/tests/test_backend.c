@@ -297,6 +297,9 @@ int main(int argc, char **argv) {
   graph_builder bad[2] = {{mbytes, 1000}, {tbytes, tsize}}; /* truncated checkpoint */
   graph_builder_array badarr = {bad, 2};
   CHECK(B.load(ctx, &badarr, ggml, cpu, &g) == invalid_argument);
+  graph_builder badcfg[3] = {{mbytes, msize}, {tbytes, tsize}, {(uint8_t *)"{\"top-k\": -3}", 13}};
+  graph_builder_array badcfgarr = {badcfg, 3};
+  CHECK(B.load(ctx, &badcfgarr, ggml, cpu, &g) == invalid_argument);
   CHECK(B.load(ctx, &arr, autodetect, cpu, &g) == success && g == 2);
   CHECK(B.init_execution_context(ctx, g, &x) == success);
   n = (int)gpt2_encoder_encode(enc, prompt, strlen(prompt), ids, 64);
