@@ -133,6 +133,9 @@ typedef struct gpt2_kv gpt2_kv;
 int gpt2_kv_create(gpt2_kv **out, const gpt2_config *cfg, int max_len, char *err, size_t errlen);
 void gpt2_kv_reset(gpt2_kv *kv); /* forget every position */
 int gpt2_kv_length(const gpt2_kv *kv);
+/* Keeps the first len positions (a shared prefix a new prompt can reuse); no-op when
+ * len is not below the current length. */
+void gpt2_kv_truncate(gpt2_kv *kv, int len);
 void gpt2_kv_free(gpt2_kv *kv);
 /* Returns -1 (and writes nothing) when the cache is full or token is out of range. */
 int gpt2_forward_token(const gpt2_model *m, gpt2_kv *kv, int token, float *logits);

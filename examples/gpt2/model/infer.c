@@ -58,6 +58,9 @@ int gpt2_kv_create(gpt2_kv **out, const gpt2_config *cfg, int max_len, char *err
 
 void gpt2_kv_reset(gpt2_kv *kv) { kv->len = 0; }
 int gpt2_kv_length(const gpt2_kv *kv) { return kv->len; }
+void gpt2_kv_truncate(gpt2_kv *kv, int len) {
+  if (len >= 0 && len < kv->len) kv->len = len;
+}
 
 void gpt2_kv_free(gpt2_kv *kv) {
   if (!kv) return;
