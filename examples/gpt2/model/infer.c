@@ -75,19 +75,6 @@ void gpt2_kv_free(gpt2_kv *kv) {
   free(kv);
 }
 
-/* out (OC) = weight (OC,C) @ x (C) + bias; rows split over threads. */
-static void matvec(float *out, const float *x, const float *weight, const float *bias, int C,
-                   int OC) {
-#pragma omp parallel for schedule(static)
-  for (int o = 0; o < OC; o++) {
-    const float *w = weight + (long)o * C;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += w[c] * x[c];
-    out[o] = s + (bias ? bias[o] : 0.0f);
-  }
-}
-
 static void layernorm(float *out, const float *x, const float *weight, const float *bias, int C) {
   float mean, rstd;
   gpt2_layernorm_forward(out, &mean, &rstd, x, weight, bias, 1, C);
@@ -100,7 +87,6 @@ int gpt2_forward_token(const gpt2_model *m, gpt2_kv *kv, int token, float *logit
   if (pos >= kv->max_len || token < 0 || token >= V) return -1;
   const gpt2_layout *lo = &m->layout;
   const float *wte = m->params + lo->wte, *wpe = m->params + lo->wpe;
-  const float scale = 1.0f / sqrtf((float)hs);
 
   for (int c = 0; c < C; c++) kv->x[c] = wte[(long)token * C + c] + wpe[(long)pos * C + c];
   for (int l = 0; l < L; l++) {
@@ -108,39 +94,21 @@ int gpt2_forward_token(const gpt2_model *m, gpt2_kv *kv, int token, float *logit
     float *kc = kv->k + (size_t)l * kv->max_len * C, *vc = kv->v + (size_t)l * kv->max_len * C;
 
     layernorm(kv->xn, kv->x, w.ln1w, w.ln1b, C);
-    matvec(kv->qkv, kv->xn, w.qkvw, w.qkvb, C, 3 * C);
+    gpt2_matvec(kv->qkv, kv->xn, w.qkvw, w.qkvb, C, 3 * C);
     memcpy(kc + (size_t)pos * C, kv->qkv + C, C * sizeof(float));
     memcpy(vc + (size_t)pos * C, kv->qkv + 2 * C, C * sizeof(float));
-    for (int h = 0; h < NH; h++) {
-      const float *q = kv->qkv + h * hs;
-      float mx = -INFINITY, sum = 0.0f;
-      for (int t = 0; t <= pos; t++) {
-        const float *k = kc + (size_t)t * C + h * hs;
-        float s = 0.0f;
-        for (int d = 0; d < hs; d++) s += q[d] * k[d];
-        kv->scores[t] = s * scale;
-        mx = kv->scores[t] > mx ? kv->scores[t] : mx;
-      }
-      for (int t = 0; t <= pos; t++) sum += kv->scores[t] = expf(kv->scores[t] - mx);
-      float *y = kv->y + h * hs;
-      memset(y, 0, hs * sizeof(float));
-      for (int t = 0; t <= pos; t++) {
-        const float *v = vc + (size_t)t * C + h * hs;
-        float p = kv->scores[t] / sum;
-        for (int d = 0; d < hs; d++) y[d] += p * v[d];
-      }
-    }
-    matvec(kv->xn, kv->y, w.attprojw, w.attprojb, C, C);
+    gpt2_attention_token(kv->y, kv->qkv, kc, vc, pos, NH, hs, C, kv->scores);
+    gpt2_matvec(kv->xn, kv->y, w.attprojw, w.attprojb, C, C);
     for (int c = 0; c < C; c++) kv->x[c] += kv->xn[c];
 
     layernorm(kv->xn, kv->x, w.ln2w, w.ln2b, C);
-    matvec(kv->h, kv->xn, w.fcw, w.fcb, C, 4 * C);
+    gpt2_matvec(kv->h, kv->xn, w.fcw, w.fcb, C, 4 * C);
     gpt2_gelu_forward(kv->h, kv->h, 4 * C);
-    matvec(kv->xn, kv->h, w.fcprojw, w.fcprojb, 4 * C, C);
+    gpt2_matvec(kv->xn, kv->h, w.fcprojw, w.fcprojb, 4 * C, C);
     for (int c = 0; c < C; c++) kv->x[c] += kv->xn[c];
   }
   layernorm(kv->xn, kv->x, m->params + lo->lnfw, m->params + lo->lnfb, C);
-  matvec(logits, kv->xn, wte, NULL, C, V);
+  gpt2_matvec(logits, kv->xn, wte, NULL, C, V);
   kv->len = pos + 1;
   return 0;
 }

@@ -246,3 +246,39 @@ void gpt2_crossentropy_softmax_backward(float *probs, const int *targets, float 
     row[targets[n]] -= dloss;
   }
 }
+
+void gpt2_matvec(float *out, const float *x, const float *weight, const float *bias, int C,
+                 int OC) {
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < OC; o++) {
+    const float *w = weight + (long)o * C;
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < C; c++) s += w[c] * x[c];
+    out[o] = s + (bias ? bias[o] : 0.0f);
+  }
+}
+
+void gpt2_attention_token(float *y, const float *q, const float *kc, const float *vc, int pos,
+                          int nh, int hs, int stride, float *scores) {
+  const float scale = 1.0f / sqrtf((float)hs);
+  for (int h = 0; h < nh; h++) {
+    const float *qh = q + h * hs;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int t = 0; t <= pos; t++) {
+      const float *k = kc + (size_t)t * stride + h * hs;
+      float s = 0.0f;
+      for (int d = 0; d < hs; d++) s += qh[d] * k[d];
+      scores[t] = s * scale;
+      mx = scores[t] > mx ? scores[t] : mx;
+    }
+    for (int t = 0; t <= pos; t++) sum += scores[t] = expf(scores[t] - mx);
+    float *yh = y + h * hs;
+    memset(yh, 0, (size_t)hs * sizeof(float));
+    for (int t = 0; t <= pos; t++) {
+      const float *v = vc + (size_t)t * stride + h * hs;
+      float p = scores[t] / sum;
+      for (int d = 0; d < hs; d++) yh[d] += p * v[d];
+    }
+  }
+}

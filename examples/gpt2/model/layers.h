@@ -49,6 +49,16 @@ void gpt2_attention_backward(float *dqkv, const float *dout, const float *qkv, c
 
 /* GELU, tanh approximation, on n elements; backward: dinp = gelu'(inp) * dout */
 void gpt2_gelu_forward(float *out, const float *inp, long n);
+
+/* ---- one position at a time (generation with a key/value cache) */
+/* out (OC) = weight (OC,C) @ x (C) + bias (bias may be NULL); rows split over threads. */
+void gpt2_matvec(float *out, const float *x, const float *weight, const float *bias, int C,
+                 int OC);
+/* Causal attention of the query at position pos over cached keys/values 0..pos, for nh
+ * heads of size hs. q: (nh*hs); kc, vc: (pos+1, stride) with head h at column h*hs;
+ * y: (nh*hs) out; scores: pos+1 floats of scratch. */
+void gpt2_attention_token(float *y, const float *q, const float *kc, const float *vc, int pos,
+                          int nh, int hs, int stride, float *scores);
 void gpt2_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
 
 /* out (n) = a + b */

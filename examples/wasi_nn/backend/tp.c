@@ -201,17 +201,6 @@ void tp_kv_truncate(tp_kv *kv, int len) {
   if (len >= 0 && len < kv->len) kv->len = len;
 }
 
-static void matvec(float *out, const float *x, const float *w, const float *bias, int C, int OC) {
-#pragma omp parallel for schedule(static)
-  for (int o = 0; o < OC; o++) {
-    const float *row = w + (long)o * C;
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += row[c] * x[c];
-    out[o] = s + (bias ? bias[o] : 0.0f);
-  }
-}
-
 /* x += allreduce(part) + bias: the row-split projection's partial sums combined */
 static int reduce_add(const tp_model *m, float *x, float *part, const float *bias, int C) {
   if (mlcommAllReduce(part, part, (size_t)C, mlcommFloat32, mlcommSum, m->w->comm) !=
@@ -225,7 +214,6 @@ int tp_forward_token(const tp_model *m, tp_kv *kv, int token, float *logits) {
   const int C = m->cfg.channels, hs = C / m->cfg.num_heads, nh = m->cl / hs;
   const int cl = m->cl, L = m->cfg.num_layers, pos = kv->len;
   if (pos >= kv->max_len || token < 0 || token >= m->cfg.vocab_size) return -1;
-  const float scale = 1.0f / sqrtf((float)hs);
   float mean, rstd;
 
   /* embedding: the owner of the row contributes it, the others zeros */
@@ -242,39 +230,21 @@ int tp_forward_token(const tp_model *m, tp_kv *kv, int token, float *logits) {
     const tp_layer *w = &m->layers[l];
     float *kc = kv->k + (size_t)l * kv->max_len * cl, *vc = kv->v + (size_t)l * kv->max_len * cl;
     gpt2_layernorm_forward(kv->xn, &mean, &rstd, kv->x, w->ln1w, w->ln1b, 1, C);
-    matvec(kv->qkv, kv->xn, w->qkvw, w->qkvb, C, 3 * cl);
+    gpt2_matvec(kv->qkv, kv->xn, w->qkvw, w->qkvb, C, 3 * cl);
     memcpy(kc + (size_t)pos * cl, kv->qkv + cl, (size_t)cl * 4);
     memcpy(vc + (size_t)pos * cl, kv->qkv + 2 * cl, (size_t)cl * 4);
-    for (int h = 0; h < nh; h++) {
-      const float *q = kv->qkv + h * hs;
-      float mx = -INFINITY, sum = 0.0f;
-      for (int t = 0; t <= pos; t++) {
-        const float *k = kc + (size_t)t * cl + h * hs;
-        float s = 0.0f;
-        for (int d = 0; d < hs; d++) s += q[d] * k[d];
-        kv->scores[t] = s * scale;
-        mx = kv->scores[t] > mx ? kv->scores[t] : mx;
-      }
-      for (int t = 0; t <= pos; t++) sum += kv->scores[t] = expf(kv->scores[t] - mx);
-      float *y = kv->y + h * hs;
-      memset(y, 0, (size_t)hs * 4);
-      for (int t = 0; t <= pos; t++) {
-        const float *v = vc + (size_t)t * cl + h * hs;
-        float p = kv->scores[t] / sum;
-        for (int d = 0; d < hs; d++) y[d] += p * v[d];
-      }
-    }
-    matvec(kv->part, kv->y, w->attprojw, NULL, cl, C);
+    gpt2_attention_token(kv->y, kv->qkv, kc, vc, pos, nh, hs, cl, kv->scores);
+    gpt2_matvec(kv->part, kv->y, w->attprojw, NULL, cl, C);
     if (reduce_add(m, kv->x, kv->part, w->attprojb, C) != 0) return -1;
 
     gpt2_layernorm_forward(kv->xn, &mean, &rstd, kv->x, w->ln2w, w->ln2b, 1, C);
-    matvec(kv->h, kv->xn, w->fcw, w->fcb, C, m->fl);
+    gpt2_matvec(kv->h, kv->xn, w->fcw, w->fcb, C, m->fl);
     gpt2_gelu_forward(kv->h, kv->h, m->fl);
-    matvec(kv->part, kv->h, w->fcprojw, NULL, m->fl, C);
+    gpt2_matvec(kv->part, kv->h, w->fcprojw, NULL, m->fl, C);
     if (reduce_add(m, kv->x, kv->part, w->fcprojb, C) != 0) return -1;
   }
   gpt2_layernorm_forward(kv->xn, &mean, &rstd, kv->x, m->lnfw, m->lnfb, 1, C);
-  matvec(kv->logits + (size_t)m->w->rank * m->vs, kv->xn, m->wte, NULL, C, m->vs);
+  gpt2_matvec(kv->logits + (size_t)m->w->rank * m->vs, kv->xn, m->wte, NULL, C, m->vs);
   if (mlcommAllGather(kv->logits + (size_t)m->w->rank * m->vs, kv->logits, (size_t)m->vs,
                       mlcommFloat32, m->w->comm) != mlcommSuccess)
     return -1;
