@@ -14,19 +14,11 @@
 
 #include <node_api.h>
 
-#include "wasi_nn_abi.h"
+#include "wasi_nn_table.h"
 
 typedef struct {
   void *lib, *ctx;
-  wasi_nn_error (*init_backend)(void **);
-  wasi_nn_error (*deinit_backend)(void *);
-  wasi_nn_error (*load)(void *, graph_builder_array *, graph_encoding, execution_target, graph *);
-  wasi_nn_error (*load_by_name_with_config)(void *, const char *, uint32_t, const char *, uint32_t,
-                                            graph *);
-  wasi_nn_error (*init_execution_context)(void *, graph, graph_execution_context *);
-  wasi_nn_error (*set_input)(void *, graph_execution_context, uint32_t, tensor *);
-  wasi_nn_error (*compute)(void *, graph_execution_context);
-  wasi_nn_error (*get_output)(void *, graph_execution_context, uint32_t, tensor_data *, uint32_t *);
+  wasi_nn_table f; /* the backend's entry points */
 } bridge;
 
 typedef struct {
@@ -76,7 +68,7 @@ static napi_value num(napi_env env, int32_t v) {
 
 /* WAMR inits the backend lazily, on the first load */
 static wasi_nn_error ensure_ctx(bridge *b) {
-  return b->ctx ? success : b->init_backend(&b->ctx);
+  return b->ctx ? success : b->f.init_backend(&b->ctx);
 }
 
 static napi_value js_load(napi_env env, napi_callback_info info) {
@@ -93,7 +85,7 @@ static napi_value js_load(napi_env env, napi_callback_info info) {
   graph_builder_array arr = {gb, a[1]};
   graph gr;
   wasi_nn_error rc = ensure_ctx(b);
-  if (rc == success) rc = b->load(b->ctx, &arr, (graph_encoding)a[2], (execution_target)a[3], &gr);
+  if (rc == success) rc = b->f.load(b->ctx, &arr, (graph_encoding)a[2], (execution_target)a[3], &gr);
   if (rc == success) wr32(out, gr);
   return num(env, rc);
 }
@@ -109,7 +101,7 @@ static wasi_nn_error by_name(bridge *b, const guest *g, uint32_t np, uint32_t nl
     memcpy(n, name, nl), n[nl] = 0;
     memcpy(c, cfg, cl), c[cl] = 0;
     graph gr;
-    rc = b->load_by_name_with_config(b->ctx, n, nl, c, cl, &gr);
+    rc = b->f.load_by_name_with_config(b->ctx, n, nl, c, cl, &gr);
     if (rc == success) wr32(out, gr);
   }
   free(n), free(c);
@@ -134,7 +126,7 @@ static napi_value js_init_execution_context(napi_env env, napi_callback_info inf
   uint8_t *out = at(&g, a[1], 4);
   if (!out || !b->ctx) return num(env, out ? runtime_error : invalid_argument);
   graph_execution_context x;
-  wasi_nn_error rc = b->init_execution_context(b->ctx, a[0], &x);
+  wasi_nn_error rc = b->f.init_execution_context(b->ctx, a[0], &x);
   if (rc == success) wr32(out, x);
   return num(env, rc);
 }
@@ -148,13 +140,13 @@ static napi_value js_set_input(napi_env env, napi_callback_info info) {
   tensor_dimensions dims = {(uint32_t *)(void *)at(&g, rd32(t), (uint64_t)dn * 4), dn};
   tensor host = {&dims, t[8], {at(&g, rd32(t + 12), dl), dl}};
   if (!dims.buf || !host.data.buf) return num(env, invalid_argument);
-  return num(env, b->set_input(b->ctx, a[0], a[1], &host));
+  return num(env, b->f.set_input(b->ctx, a[0], a[1], &host));
 }
 
 static napi_value js_compute(napi_env env, napi_callback_info info) {
   guest g; uint32_t a[1]; bridge *b;
   if (args(env, info, &g, a, 1, &b)) return NULL;
-  return num(env, b->ctx ? b->compute(b->ctx, a[0]) : runtime_error);
+  return num(env, b->ctx ? b->f.compute(b->ctx, a[0]) : runtime_error);
 }
 
 static napi_value js_get_output(napi_env env, napi_callback_info info) {
@@ -164,13 +156,13 @@ static napi_value js_get_output(napi_env env, napi_callback_info info) {
   if (!buf || !out || !b->ctx) return num(env, buf && out ? runtime_error : invalid_argument);
   tensor_data td = {buf, a[3]};
   uint32_t size = 0;
-  wasi_nn_error rc = b->get_output(b->ctx, a[0], a[1], &td, &size);
+  wasi_nn_error rc = b->f.get_output(b->ctx, a[0], a[1], &td, &size);
   wr32(out, size);
   return num(env, rc);
 }
 
 static void close_bridge(bridge *b) {
-  if (b->ctx) b->deinit_backend(b->ctx);
+  if (b->ctx) b->f.deinit_backend(b->ctx);
   b->ctx = NULL;
 }
 
@@ -201,9 +193,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     throw_if(env, 1, dlerror());
     return NULL;
   }
-#define SYM(n) (*(void **)&b->n = dlsym(lib, #n)) == NULL
-  if (SYM(init_backend) || SYM(deinit_backend) || SYM(load) || SYM(load_by_name_with_config) ||
-      SYM(init_execution_context) || SYM(set_input) || SYM(compute) || SYM(get_output)) {
+  if (wasi_nn_table_lookup(lib, &b->f) != NULL) {
     dlclose(lib);
     throw_if(env, 1, "wasi-nn bridge: the library lacks a WASI-NN backend entry point");
     return NULL;

@@ -14,7 +14,7 @@
 
 #include "gpt2.h"
 #include "tokenizer.h"
-#include "wasi_nn_abi.h"
+#include "wasi_nn_table.h"
 
 static int failures;
 #define CHECK(cond)                                                                  \
@@ -25,18 +25,7 @@ static int failures;
     }                                                                                \
   } while (0)
 
-static struct {
-  wasi_nn_error (*init_backend)(void **);
-  wasi_nn_error (*deinit_backend)(void *);
-  wasi_nn_error (*load)(void *, graph_builder_array *, graph_encoding, execution_target, graph *);
-  wasi_nn_error (*load_by_name)(void *, const char *, uint32_t, graph *);
-  wasi_nn_error (*load_by_name_with_config)(void *, const char *, uint32_t, const char *, uint32_t,
-                                            graph *);
-  wasi_nn_error (*init_execution_context)(void *, graph, graph_execution_context *);
-  wasi_nn_error (*set_input)(void *, graph_execution_context, uint32_t, tensor *);
-  wasi_nn_error (*compute)(void *, graph_execution_context);
-  wasi_nn_error (*get_output)(void *, graph_execution_context, uint32_t, tensor_data *, uint32_t *);
-} B;
+static wasi_nn_table B; /* the entry points, found as a runtime finds them */
 
 static char dir[] = "/tmp/wasi-nn-test-XXXXXX";
 static char model_path[256], tok_path[256], nested_model[256];
@@ -113,10 +102,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dlopen %s: %s\n", argv[1], dlerror());
     return 1;
   }
-#define SYM(name) do { *(void **)&B.name = dlsym(lib, #name); CHECK(B.name != NULL); } while (0)
-  SYM(init_backend); SYM(deinit_backend); SYM(load); SYM(load_by_name);
-  SYM(load_by_name_with_config); SYM(init_execution_context); SYM(set_input); SYM(compute);
-  SYM(get_output);
+  const char *missing = wasi_nn_table_lookup(lib, &B);
+  CHECK(missing == NULL);
+  if (missing) fprintf(stderr, "the backend does not export %s\n", missing);
   if (failures) return 1;
   /* nothing else is exported */
   const char *hidden[] = {"engine_load", "settings_apply_json", "sampler_pick", "tp_forward_token",
