@@ -196,7 +196,9 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm);
 
 /* Local, immediate: fails every request in flight on comm with mlcommRemoteError and
  * frees the handle. Use it when a peer has failed; buffers of collectives that MPI
- * still holds may be written until the peers finish or the job ends. */
+ * still holds may be written until the peers finish or the job ends. On the
+ * shared-memory transport it also releases every peer waiting on comm: their calls fail
+ * with mlcommRemoteError naming this rank. */
 MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm);
 
 /* This process's rank in comm, and the number of ranks. */
