@@ -105,7 +105,8 @@ enum shm_step shm_await(struct shm_state *st, struct shm_op *o, int who) {
   return SHM_ADVANCED;
 }
 
-/* 0 and the start time of a live process; -1 when it is gone or a zombie. */
+/* The start time of a live process (/proc/<pid>/stat field 22); -1 when it is gone or a
+ * zombie. */
 int64_t shm_proc_start_time(pid_t pid) {
   char path[64], text[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);

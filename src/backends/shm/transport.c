@@ -186,10 +186,6 @@ static void shm_abort(void *state) {
   shm_fini(st);
 }
 
-static mlcommResult_t shm_alloc(void *state, size_t bytes, void **ptr, void **cookie) {
-  return shm_mem_alloc(state, bytes, ptr, cookie);
-}
-
 const struct mlcomm_transport mlcomm_transport_shm = {
     .name = "shm",
     .id = mlcommTransportShm,
@@ -203,6 +199,6 @@ const struct mlcomm_transport mlcomm_transport_shm = {
     .release = shm_release,
     .describe = shm_describe,
     .abort = shm_abort,
-    .mem_alloc = shm_alloc,
+    .mem_alloc = shm_mem_alloc,
     .mem_free = shm_mem_free,
 };
