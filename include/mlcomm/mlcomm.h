@@ -211,6 +211,17 @@ MLCOMM_API mlcommResult_t mlcommCommGetMPI(mlcommComm_t comm, MPI_Comm *mpiComm)
 /* The settings in force on comm after the environment was applied. */
 MLCOMM_API mlcommResult_t mlcommCommGetConfig(mlcommComm_t comm, mlcommConfig_t *config);
 
+/* Local: the CUDA stream (a cudaStream_t passed as void *, so this header needs no CUDA
+ * headers) on which comm's device work is ordered from now on: NCCL collectives and
+ * send/recv, and the shm transport's staging copies of device buffers. NULL (the
+ * default) is CUDA's legacy default stream. Work the caller queued on the stream before
+ * a call is seen by it; a call is complete (its request done) once the work it queued
+ * on the stream has finished, which mlcommTest checks without blocking (CUDA events).
+ * The stream must stay valid until the requests using it are complete. Without CUDA in
+ * the build a non-NULL stream is refused with mlcommUnsupported. */
+MLCOMM_API mlcommResult_t mlcommCommSetStream(mlcommComm_t comm, void *stream);
+MLCOMM_API mlcommResult_t mlcommCommGetStream(mlcommComm_t comm, void **stream);
+
 /* ---------------------------------------------------------------- memory */
 
 /* Local (not collective): *ptr = bytes of host memory, 64-byte aligned, that the

@@ -5,6 +5,9 @@
 
 /* In priority order: auto selection asks the first that supports an op. */
 const struct mlcomm_transport *const mlcomm_transports[] = {
+#if MLCOMM_HAVE_NCCL
+    &mlcomm_transport_nccl,
+#endif
     &mlcomm_transport_shm,
     &mlcomm_transport_mpi,
 };
@@ -21,8 +24,9 @@ mlcommResult_t mlcomm_transports_init(struct mlcomm_comm *comm) {
   if (forced != mlcommTransportAuto && find_transport(forced) == NULL)
     return mlcomm_error(comm, mlcommUnsupported,
                         "transport '%s' was requested (config.transport / MLCOMM_TRANSPORT) "
-                        "but is not part of this build of mlcomm %s; available: shm, mpi",
-                        mlcomm_transport_name(forced), MLCOMM_VERSION_STRING);
+                        "but is not part of this build of mlcomm %s; available: %sshm, mpi",
+                        mlcomm_transport_name(forced), MLCOMM_VERSION_STRING,
+                        MLCOMM_HAVE_NCCL ? "nccl, " : "");
   comm->ntransports = 0;
   for (int i = 0; i < mlcomm_ntransports; i++) {
     const struct mlcomm_transport *t = mlcomm_transports[i];
@@ -61,12 +65,16 @@ const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
                                                    const struct mlcomm_op *op,
                                                    const char *fn) {
   int forced = comm->config.transport;
-  /* Point-to-point is always carried by MPI: it is the only transport with matching. */
+  /* Point-to-point is carried by MPI, the only transport with tag matching and probes,
+   * except on a communicator forced to nccl, where device buffers go over NCCL (both
+   * sides must then use device buffers: the choice is made by each rank alone). */
   bool p2p = op->kind == MLCOMM_OP_SEND || op->kind == MLCOMM_OP_RECV;
   for (int i = 0; i < comm->ntransports; i++) {
     const struct mlcomm_tinst *ti = &comm->transports[i];
     if (forced != mlcommTransportAuto && !p2p && (int)ti->t->id != forced) continue;
-    if (p2p && ti->t->id != mlcommTransportMpi) continue;
+    bool p2p_ok = ti->t->id == mlcommTransportMpi ||
+                  (forced == mlcommTransportNccl && ti->t->id == mlcommTransportNccl);
+    if (p2p && !p2p_ok) continue;
     if (ti->t->supports(ti->state, op)) return ti;
   }
   mlcomm_error(comm, mlcommUnsupported,

@@ -41,6 +41,11 @@ struct mlcomm_transport {
   /* Optional: mlcommCommAbort. Releases the peers waiting on this rank, then frees what
    * it can; fini is not called after it. */
   void (*abort)(void *state);
+  /* Optional, added with the NCCL transport: the outermost mlcommGroupEnd calls
+   * group_begin once per transport instance among its members before it starts them,
+   * and group_end after all have started (NCCL: ncclGroupStart/ncclGroupEnd). */
+  void (*group_begin)(void *state);
+  mlcommResult_t (*group_end)(void *state);
 };
 
 /* The table of every transport in this build, in priority order. */
@@ -58,5 +63,8 @@ const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
 
 extern const struct mlcomm_transport mlcomm_transport_mpi;
 extern const struct mlcomm_transport mlcomm_transport_shm;
+#if MLCOMM_HAVE_NCCL
+extern const struct mlcomm_transport mlcomm_transport_nccl;
+#endif
 
 #endif

@@ -27,8 +27,21 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
     op->seq = comm->p2p_seq++;
   }
   prefill_status(comm, op);
-  op->send_mem = mlcomm_mem_kind(op->sendbuf);
-  op->recv_mem = mlcomm_mem_kind(op->recvbuf);
+  /* Each buffer is classified once, here; transports route on these fields only. A
+   * buffer this rank does not touch (broadcast's sendbuff off the root, reduce's
+   * recvbuff off the root) takes its partner's kind, so an unused NULL or host pointer
+   * never turns a device call into a mixed one on some ranks only. */
+  size_t send_len, recv_len;
+  mlcomm_op_extents(comm, op, &send_len, &recv_len);
+  op->send_mem = op->recv_mem = MLCOMM_MEM_HOST;
+  op->send_dev = op->recv_dev = -1;
+  if (send_len) op->send_mem = mlcomm_mem_classify(op->sendbuf, &op->send_dev);
+  if (recv_len && op->in_place && op->recvbuf == op->sendbuf)
+    op->recv_mem = op->send_mem, op->recv_dev = op->send_dev;
+  else if (recv_len)
+    op->recv_mem = mlcomm_mem_classify(op->recvbuf, &op->recv_dev);
+  if (!send_len) op->send_mem = op->recv_mem, op->send_dev = op->recv_dev;
+  if (!recv_len) op->recv_mem = op->send_mem, op->recv_dev = op->send_dev;
 
   /* Nothing to move: complete at once, with no transport involved. */
   bool empty = op->count == 0 && op->kind != MLCOMM_OP_BARRIER &&

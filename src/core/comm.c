@@ -293,3 +293,22 @@ MLCOMM_API mlcommResult_t mlcommCommGetConfig(mlcommComm_t comm, mlcommConfig_t 
   *config = comm->config;
   return mlcommSuccess;
 }
+
+MLCOMM_API mlcommResult_t mlcommCommSetStream(mlcommComm_t comm, void *stream) {
+  MLCOMM_CHECK(mlcomm_comm_check(comm, "mlcommCommSetStream"));
+  if (stream != NULL && !MLCOMM_HAVE_CUDA)
+    return mlcomm_error(comm, mlcommUnsupported,
+                        "mlcommCommSetStream: this build of mlcomm has no CUDA, so a stream "
+                        "(%p) cannot be used; pass NULL or rebuild with -Dcuda=enabled",
+                        stream);
+  comm->cuda_stream = stream;
+  return mlcommSuccess;
+}
+
+MLCOMM_API mlcommResult_t mlcommCommGetStream(mlcommComm_t comm, void **stream) {
+  MLCOMM_CHECK(mlcomm_comm_check(comm, "mlcommCommGetStream"));
+  if (stream == NULL)
+    return mlcomm_error(comm, mlcommInvalidArgument, "mlcommCommGetStream: stream is NULL");
+  *stream = comm->cuda_stream;
+  return mlcommSuccess;
+}

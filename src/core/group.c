@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "backends/transport.h"
 #include "core/internal.h"
 
 static _Thread_local int group_depth;
@@ -38,11 +39,28 @@ MLCOMM_API mlcommResult_t mlcommGroupEnd(void) {
   mlcommResult_t first = mlcommSuccess;
   /* A member may be gone already: its communicator aborted, or its handle waited on
    * and released. Only what is still deferred on a live communicator starts. */
+#define STARTS(r) (!(r)->released && (r)->comm != NULL && (r)->state == MLCOMM_REQ_DEFERRED)
+  /* Transports with a group notion of their own (NCCL) open it once per instance. */
+  const struct mlcomm_tinst *opened[64];
+  int nopened = 0;
   for (struct mlcomm_request *r = list; r; r = r->group_next) {
-    if (r->released || r->comm == NULL || r->state != MLCOMM_REQ_DEFERRED) continue;
+    if (!STARTS(r) || r->ti == NULL || r->ti->t->group_begin == NULL) continue;
+    bool seen = false;
+    for (int k = 0; k < nopened; k++) seen = seen || opened[k] == r->ti;
+    if (seen || nopened == 64) continue;
+    opened[nopened++] = r->ti;
+    r->ti->t->group_begin(r->ti->state);
+  }
+  for (struct mlcomm_request *r = list; r; r = r->group_next) {
+    if (!STARTS(r)) continue;
     mlcommResult_t res = mlcomm_request_start(r);
     if (res != mlcommSuccess && first == mlcommSuccess) first = res;
   }
+  for (int k = nopened - 1; k >= 0; k--) {
+    mlcommResult_t res = opened[k]->t->group_end(opened[k]->state);
+    if (res != mlcommSuccess && first == mlcommSuccess) first = res;
+  }
+#undef STARTS
   /* Blocking calls made inside the group complete here, against one deadline for the
    * whole group; Async ones belong to the caller, who waits for their handles. */
   double since = mlcomm_now_ms();

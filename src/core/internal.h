@@ -47,7 +47,8 @@ struct mlcomm_op {
   int tag;
   uint64_t seq; /* collective or p2p sequence number on the comm */
   bool in_place;
-  enum mlcomm_mem_kind send_mem, recv_mem;
+  enum mlcomm_mem_kind send_mem, recv_mem; /* classified once, in mlcomm_enqueue */
+  int send_dev, recv_dev; /* CUDA device ordinal of device/managed buffers, else -1 */
   mlcommStatus_t status; /* filled when the op completes */
   void *tstate;          /* the transport's per-op state */
 };
@@ -120,6 +121,7 @@ struct mlcomm_comm {
   int nspare;
   int nlive;
   mlcommResult_t failed; /* sticky: set when a blocking call timed out */
+  void *cuda_stream;     /* cudaStream_t for device work (mlcommCommSetStream); NULL: default */
   char last_error[MLCOMM_ERRMSG_LEN];
   struct mlcomm_comm *registry_next;
 };
@@ -218,6 +220,11 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
 
 /* ---- memory kinds (memkind.c) */
 enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
+/* The same, also giving the CUDA device ordinal of a device or managed buffer (-1
+ * otherwise). One cudaPointerGetAttributes per pointer. */
+enum mlcomm_mem_kind mlcomm_mem_classify(const void *ptr, int *device);
+/* Whether a GPU is usable in this process (false without CUDA in the build). */
+bool mlcomm_cuda_usable(void);
 const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
 
 /* ---- topology (topology.c) */

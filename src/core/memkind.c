@@ -10,15 +10,19 @@
 
 static int cuda_usable = -1; /* -1 unknown, 0 no device/driver, 1 usable */
 
-enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr) {
-  if (ptr == NULL) return MLCOMM_MEM_HOST;
+bool mlcomm_cuda_usable(void) {
   if (cuda_usable < 0) {
     int n = 0;
     cuda_usable = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
     if (!cuda_usable) cudaGetLastError(); /* clear the sticky error */
     MLCOMM_INFO("CUDA %s (%d device(s))", cuda_usable ? "usable" : "not usable", n);
   }
-  if (!cuda_usable) return MLCOMM_MEM_HOST;
+  return cuda_usable == 1;
+}
+
+enum mlcomm_mem_kind mlcomm_mem_classify(const void *ptr, int *device) {
+  *device = -1;
+  if (ptr == NULL || !mlcomm_cuda_usable()) return MLCOMM_MEM_HOST;
   struct cudaPointerAttributes attr;
   if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
     cudaGetLastError();
@@ -26,17 +30,25 @@ enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr) {
   }
   switch (attr.type) {
   case cudaMemoryTypeHost: return MLCOMM_MEM_PINNED;
-  case cudaMemoryTypeDevice: return MLCOMM_MEM_DEVICE;
-  case cudaMemoryTypeManaged: return MLCOMM_MEM_MANAGED;
+  case cudaMemoryTypeDevice: *device = attr.device; return MLCOMM_MEM_DEVICE;
+  case cudaMemoryTypeManaged: *device = attr.device; return MLCOMM_MEM_MANAGED;
   default: return MLCOMM_MEM_HOST;
   }
 }
 #else
-enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr) {
+bool mlcomm_cuda_usable(void) { return false; }
+
+enum mlcomm_mem_kind mlcomm_mem_classify(const void *ptr, int *device) {
   (void)ptr;
+  *device = -1;
   return MLCOMM_MEM_HOST;
 }
 #endif
+
+enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr) {
+  int device;
+  return mlcomm_mem_classify(ptr, &device);
+}
 
 const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind) {
   switch (kind) {

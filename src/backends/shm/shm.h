@@ -118,8 +118,12 @@ struct shm_state {
 
 enum shm_step { SHM_BLOCKED, SHM_ADVANCED, SHM_DONE, SHM_FAILED };
 
+struct shm_stage; /* stage.c: host copies of device buffers */
+
 struct shm_op {
-  struct mlcomm_op *op;
+  struct mlcomm_op *op;      /* what the algorithms run: user_op, or its staged shadow */
+  struct mlcomm_op *user_op; /* the caller's op (the request's) */
+  struct shm_stage *stage;   /* non-NULL when device buffers are staged */
   uint64_t sseq;
   uint64_t ebase, nslices; /* epochs [ebase, ebase + nslices) */
   uint64_t next_post, next_reduce, next_consume; /* per-stage slices done on this rank */
@@ -150,6 +154,18 @@ bool shm_cma_write(struct shm_state *st, int rank, const void *local, uint64_t a
 static inline bool shm_reads_in_place(const struct shm_state *st, const struct shm_desc *d) {
   return d->send_off != SHM_NO_OFF || st->cma;
 }
+
+/* ---- stage.c: device (and managed) buffers copied to and from the host around the
+ * algorithms with cudaMemcpyAsync + events; without CUDA in the build, never needed. */
+bool shm_needs_stage(const struct shm_state *st, const struct mlcomm_op *op);
+/* Queues the device-to-host copies of op's inputs; points o->op at the host shadow. */
+mlcommResult_t shm_stage_begin(struct shm_state *st, struct shm_op *o, struct mlcomm_op *op);
+/* SHM_ADVANCED once the inputs are on the host, SHM_BLOCKED before (never waits). */
+enum shm_step shm_stage_ready(struct shm_state *st, struct shm_op *o);
+/* After the algorithm: queues the copy of the result to the device, then SHM_DONE once
+ * it has landed (SHM_BLOCKED before; SHM_FAILED with *res recorded). */
+enum shm_step shm_stage_finish(struct shm_state *st, struct shm_op *o, mlcommResult_t *res);
+void shm_stage_free(struct shm_op *o);
 
 /* ---- pool.c */
 mlcommResult_t shm_mem_alloc(void *state, size_t bytes, void **ptr, void **cookie);

@@ -178,7 +178,7 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
     snprintf(buf, len, "the shared-memory transport holds no state for it");
     return;
   }
-  if (o->op != op)
+  if (o->user_op != op)
     mlcomm_append(buf, len, "it is queued behind %s (seq %llu), still running; ",
            mlcomm_op_kind_name(o->op->kind), (unsigned long long)o->op->seq);
   mlcomm_append(buf, len, "ranks that have not arrived:");

@@ -25,7 +25,8 @@ static void shm_fini(void *state) {
   while (st->head) { /* only after an abort or a failure */
     struct shm_op *o = st->head;
     st->head = o->next;
-    o->op->tstate = NULL;
+    o->user_op->tstate = NULL;
+    shm_stage_free(o);
     free(o);
   }
   while (st->spare) {
@@ -68,6 +69,9 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
 }
 
 static bool host(enum mlcomm_mem_kind k) { return k == MLCOMM_MEM_HOST || k == MLCOMM_MEM_PINNED; }
+/* Device and managed buffers are staged through host copies (stage.c) when CUDA is in
+ * the build. */
+static bool reachable(enum mlcomm_mem_kind k) { return host(k) || MLCOMM_HAVE_CUDA; }
 
 static bool shm_supports(void *state, const struct mlcomm_op *op) {
   struct shm_state *st = state;
@@ -77,7 +81,7 @@ static bool shm_supports(void *state, const struct mlcomm_op *op) {
   if (op->kind == MLCOMM_OP_REDUCESCATTER &&
       st->lay.slice_bytes / ((size_t)st->n * mlcomm_type_size(op->dtype)) == 0)
     return false;
-  return host(op->send_mem) && host(op->recv_mem);
+  return reachable(op->send_mem) && reachable(op->recv_mem);
 }
 
 typedef enum shm_step (*step_fn)(struct shm_state *, struct shm_op *);
@@ -91,7 +95,14 @@ static const step_fn steps[MLCOMM_OP_KIND_COUNT] = {
 static void drive(struct shm_state *st) {
   while (st->head) {
     struct shm_op *o = st->head;
-    enum shm_step r = st->failed != mlcommSuccess ? SHM_FAILED : steps[o->op->kind](st, o);
+    enum shm_step r = SHM_FAILED;
+    if (st->failed == mlcommSuccess) {
+      /* A staged op publishes nothing before its device inputs are on the host: its
+       * peers wait on its arrival, so waiting on our own GPU here is no different. */
+      r = o->stage ? shm_stage_ready(st, o) : SHM_ADVANCED;
+      if (r == SHM_BLOCKED) return;
+      if (r == SHM_ADVANCED) r = steps[o->op->kind](st, o);
+    }
     if (r == SHM_BLOCKED) {
       shm_check_peers(st);
       /* More ranks than CPUs: the peer we wait for may need this CPU to get there. */
@@ -143,7 +154,15 @@ static mlcommResult_t shm_start(void *state, struct mlcomm_op *op) {
   else if ((o = malloc(sizeof *o)) == NULL)
     return mlcomm_error(st->comm, mlcommSystemError, "shm transport: out of memory");
   memset(o, 0, sizeof *o);
-  o->op = op;
+  o->op = o->user_op = op;
+  if (shm_needs_stage(st, op)) {
+    mlcommResult_t res = shm_stage_begin(st, o, op);
+    if (res != mlcommSuccess) {
+      o->next = st->spare;
+      st->spare = o;
+      return res;
+    }
+  }
   o->sseq = ++st->sseq;
   op->tstate = o;
   plan(st, o);
@@ -160,6 +179,12 @@ static mlcommResult_t shm_progress(void *state, struct mlcomm_op *op, bool *done
   if (!o->finished) drive(st);
   *done = o->finished;
   if (o->finished && o->result != mlcommSuccess) return report(st, op, o->result);
+  if (o->finished && o->stage) { /* the result still has to reach the device */
+    mlcommResult_t res;
+    enum shm_step r = shm_stage_finish(st, o, &res);
+    *done = r != SHM_BLOCKED;
+    return res;
+  }
   return mlcommSuccess;
 }
 
@@ -175,6 +200,7 @@ static void shm_release(void *state, struct mlcomm_op *op, bool aborting) {
     if (st->tail == o) st->tail = prev;
   }
   op->tstate = NULL;
+  shm_stage_free(o);
   o->next = st->spare;
   st->spare = o;
 }

@@ -1,0 +1,53 @@
+/* State shared by the files of the NCCL transport (built only when NCCL is found). */
+#ifndef MLCOMM_BACKENDS_NCCL_INTERNAL_H
+#define MLCOMM_BACKENDS_NCCL_INTERNAL_H
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "backends/transport.h"
+
+struct nccl_state {
+  struct mlcomm_comm *comm;
+  ncclComm_t nc;
+  int device;     /* the CUDA device the NCCL communicator is bound to */
+  int local_rank; /* rank among this communicator's ranks on this node */
+  mlcommResult_t failed; /* sticky: NCCL reported an asynchronous error */
+};
+
+/* Per call. */
+struct nccl_op {
+  struct nccl_state *st;
+  cudaStream_t stream;
+  cudaEvent_t event;
+  bool recorded;   /* the event follows the op's work on the stream */
+  mlcommResult_t result; /* a failure met after start (group end) */
+  struct nccl_op *pending_next; /* this thread's open NCCL group */
+};
+
+/* errors.c: NCCL results and CUDA errors as mlcomm results, with NCCL's own string. */
+mlcommResult_t nccl_fail(struct nccl_state *st, const struct mlcomm_op *op, ncclResult_t r,
+                         const char *call);
+mlcommResult_t nccl_cuda_fail(struct nccl_state *st, const struct mlcomm_op *op, cudaError_t e,
+                              const char *call);
+mlcommResult_t nccl_map_result(ncclResult_t r);
+/* Types and ops; false when NCCL has no equivalent. */
+bool nccl_type(mlcommDataType_t t, ncclDataType_t *out);
+bool nccl_redop(mlcommRedOp_t op, ncclRedOp_t *out);
+
+/* comm.c: bootstrap over MPI, device choice, teardown. */
+bool nccl_available(struct mlcomm_comm *comm, const char **why);
+mlcommResult_t nccl_comm_init(struct mlcomm_comm *comm, void **state);
+void nccl_comm_fini(void *state);
+void nccl_comm_abort(void *state);
+
+/* collectives.c, p2p.c: queue one call on the stream (no event yet). */
+mlcommResult_t nccl_coll_enqueue(struct nccl_state *st, const struct mlcomm_op *op,
+                                 cudaStream_t stream);
+mlcommResult_t nccl_p2p_enqueue(struct nccl_state *st, struct mlcomm_op *op,
+                                cudaStream_t stream);
+
+/* transport.c */
+extern const struct mlcomm_transport mlcomm_transport_nccl;
+
+#endif
