@@ -28,10 +28,15 @@ static const char *const ops[] = {"sum", "prod", "max", "min", "avg"};
 static const char *const transports[] = {"auto", "mpi", "shm", "nccl"};
 #define TRANSPORT_LIST "auto mpi shm nccl"
 
-/* indexed by enum hb_memory (memory.c names them). "device" is reserved for CUDA
- * buffers: refused with its own message until the harness can allocate them. */
+/* indexed by enum hb_memory (memory.c names them); "device" only with CUDA */
+#if HB_HAVE_CUDA
+static const char *const memories[] = {"host", "alloc", "device"};
+#define MEMORY_LIST "host alloc device"
+#else
 static const char *const memories[] = {"host", "alloc"};
 #define MEMORY_LIST "host alloc"
+#endif
+
 
 const struct hb_type_info *hb_type(mlcommDataType_t t) {
   for (size_t k = 0; k < N_TYPES; k++)
@@ -67,7 +72,9 @@ static void usage(FILE *f, const struct hb_collective *coll) {
           "  -t, --transport T        " TRANSPORT_LIST " (default: the library's, or\n"
           "                           MLCOMM_TRANSPORT)\n"
           "  -m, --memory KIND        " MEMORY_LIST " (default host): malloc'ed buffers, or\n"
-          "                           mlcommMemAlloc's (zero-copy on the shm transport)\n"
+          "                           mlcommMemAlloc's (zero-copy on the shm transport), or\n"
+          "                           CUDA device memory (cudaMalloc; checked through host\n"
+          "                           copies, outside the timing)\n"
           "      --vs-mpi             also time the plain MPI call on the same buffers\n"
           "      --json PATH          rank 0 writes every row to PATH as JSON\n"
           "      --bound              first measure the node's memory bandwidth (every rank\n"
@@ -271,8 +278,8 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       for (int k = 0; k < (int)(sizeof(memories) / sizeof(memories[0])); k++)
         if (strcmp(value, memories[k]) == 0) found = k;
       if (found < 0 && strcmp(value, "device") == 0)
-        BAD("%s 'device' is not available: this harness cannot allocate CUDA device buffers "
-            "yet (the name is reserved for them); allowed: " MEMORY_LIST,
+        BAD("%s 'device' is not available: this build of the benchmarks has no CUDA (meson "
+            "found no toolkit, or -Dcuda=disabled); allowed: " MEMORY_LIST,
             shown);
       if (found < 0) BAD("%s '%s' is not a memory kind; allowed: " MEMORY_LIST, shown, value);
       a->memory = found;
@@ -303,6 +310,9 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
   if (a->min_bytes > a->max_bytes)
     BAD("-b %zu is larger than -e %zu; the smallest size must not exceed the largest",
         a->min_bytes, a->max_bytes);
+  if (a->vs_mpi && a->memory == HB_MEMORY_DEVICE)
+    BAD("--vs-mpi with -m device is not available: the plain MPI reference would hand "
+        "device pointers to MPI, which only a CUDA-aware MPI accepts; run without --vs-mpi");
 #undef BAD
   return 0;
 }

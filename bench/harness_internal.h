@@ -34,7 +34,15 @@ const char *hb_transport_name(int transport);
 
 /* -m: where the buffers come from (memory.c). "device" (CUDA buffers) is a reserved
  * name that args.c refuses until the harness can allocate device memory. */
-enum hb_memory { HB_MEMORY_HOST = 0, HB_MEMORY_ALLOC = 1 };
+enum hb_memory { HB_MEMORY_HOST = 0, HB_MEMORY_ALLOC = 1, HB_MEMORY_DEVICE = 2 };
+
+/* -m device: the buffers are cudaMalloc'ed and every access of the harness goes
+ * through a host mirror (memory.c). hb_host_view maps a pointer into a buffer to its
+ * mirror (itself for host memory); hb_upload/hb_download copy [p, p + bytes) between
+ * mirror and device (no-ops for host memory). Called only outside the timing. */
+void *hb_host_view(const void *p);
+int hb_upload(const void *p, size_t bytes);
+int hb_download(const void *p, size_t bytes);
 const char *hb_memory_name(int memory);
 
 /* ---------------------------------------------------------------- flags (args.c) */

@@ -1,7 +1,8 @@
 /*
- * CUDA device buffers through the public API: on an MPI that is not CUDA-aware the
- * MPI transport stages them through pinned host memory, on one that is it passes them
- * straight. Data is made on the host with the shared generators, copied to the
+ * CUDA device buffers through the public API, on the transport -t names: MPI (on an
+ * MPI that is not CUDA-aware it stages them through pinned host memory, on one that
+ * is it passes them straight), shm (host copies made with cudaMemcpyAsync, staged
+ * through the segment) or nccl (the NCCL transport; send/recv over NCCL too). Data is made on the host with the shared generators, copied to the
  * device, reduced, copied back and checked against references computed on the host.
  * Without CUDA in the build, or without a GPU on every rank, the test exits 77 and
  * says why.
@@ -117,7 +118,9 @@ static void point_to_point(size_t count, uint64_t seed) {
   if (CHECK_OK(mlcommGroupEnd()) && to_host(host, drecv, bytes))
     CHECK(memcmp(host, want, bytes) == 0 && st.source == prev && st.bytes == bytes,
           "device ring send/recv: data or status differs");
-  /* Host sender, device receiver. */
+  /* Host sender, device receiver: MPI carries it. On a communicator forced to nccl the
+   * device side would go over NCCL and the host side over MPI, which cannot match. */
+  if (tc_transport == mlcommTransportNccl) goto out;
   tc_fill(host, mlcommFloat32, mlcommSum, count, seed + 1, me, 0);
   tc_fill(want, mlcommFloat32, mlcommSum, count, seed + 1, prev, 0);
   CHECK_OK(mlcommGroupStart());
@@ -127,6 +130,64 @@ static void point_to_point(size_t count, uint64_t seed) {
     CHECK(memcmp(host, want, bytes) == 0, "host-to-device send/recv: data differs");
 out:
   free(host), free(want);
+  cudaFree(dsend), cudaFree(drecv);
+}
+
+/* Mixed arguments: host sendbuff, device recvbuff (and the reverse) in one AllReduce.
+ * MPI and shm stage the device side only; NCCL cannot take them (skipped there). */
+static void mixed(size_t count, uint64_t seed) {
+  if (tc_transport == mlcommTransportNccl) return;
+  int n = tc_nranks, me = tc_rank;
+  size_t bytes = count * 4;
+  float *host = malloc(bytes), *got = malloc(bytes);
+  void *dev = dev_alloc(bytes);
+  if (!CHECK(host && got && dev, "allocation failed")) goto out;
+  tc_fill(host, mlcommFloat32, mlcommSum, count, seed, me, 0);
+  if (CHECK_OK(mlcommAllReduce(host, dev, count, mlcommFloat32, mlcommSum, tc_comm)) &&
+      to_host(got, dev, bytes))
+    tc_check_reduced(got, mlcommFloat32, mlcommSum, count, seed, 0, n, "mixed host->device AllReduce");
+  tc_fill(host, mlcommFloat32, mlcommSum, count, seed + 1, me, 0);
+  CHECK(to_dev(dev, host, bytes), "cudaMemcpy H2D");
+  if (CHECK_OK(mlcommAllReduce(dev, got, count, mlcommFloat32, mlcommSum, tc_comm)))
+    tc_check_reduced(got, mlcommFloat32, mlcommSum, count, seed + 1, 0, n,
+                     "mixed device->host AllReduce");
+out:
+  free(host), free(got);
+  cudaFree(dev);
+}
+
+/* An Async AllReduce ordered on the caller's stream (mlcommCommSetStream): the input is
+ * written by a cudaMemcpyAsync on that stream just before the call, and mlcommTest is
+ * polled until done (it must never block). */
+static void on_stream(size_t count, uint64_t seed) {
+  int n = tc_nranks, me = tc_rank;
+  size_t bytes = count * 4;
+  float *host = NULL, *got = malloc(bytes);
+  void *dsend = dev_alloc(bytes), *drecv = dev_alloc(bytes);
+  cudaStream_t stream = NULL;
+  if (!CHECK(cudaMallocHost((void **)&host, bytes) == cudaSuccess && got && dsend && drecv &&
+                 cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess,
+             "allocation failed"))
+    goto out;
+  tc_fill(host, mlcommFloat32, mlcommSum, count, seed, me, 0);
+  CHECK_OK(mlcommCommSetStream(tc_comm, stream));
+  void *back = NULL;
+  CHECK(mlcommCommGetStream(tc_comm, &back) == mlcommSuccess && back == (void *)stream,
+        "mlcommCommGetStream does not return the stream set");
+  CHECK(cudaMemcpyAsync(dsend, host, bytes, cudaMemcpyHostToDevice, stream) == cudaSuccess,
+        "cudaMemcpyAsync");
+  mlcommRequest_t req;
+  if (CHECK_OK(mlcommAllReduceAsync(dsend, drecv, count, mlcommFloat32, mlcommSum, tc_comm, &req))) {
+    int done = 0;
+    while (!done && CHECK_OK(mlcommTest(&req, &done, NULL))) {
+    }
+    if (done && to_host(got, drecv, bytes))
+      tc_check_reduced(got, mlcommFloat32, mlcommSum, count, seed, 0, n, "AllReduceAsync on a stream");
+  }
+  CHECK_OK(mlcommCommSetStream(tc_comm, NULL));
+out:
+  if (stream) cudaStreamDestroy(stream);
+  cudaFreeHost(host), free(got);
   cudaFree(dsend), cudaFree(drecv);
 }
 
@@ -158,6 +219,8 @@ static void run(void) {
     reductions(mlcommInt32, mlcommMax, counts[c], 400 + c);
     movements(counts[c], 500 + c);
     point_to_point(counts[c], 600 + c);
+    mixed(counts[c], 700 + c);
+    on_stream(counts[c], 800 + c);
   }
 }
 #endif
