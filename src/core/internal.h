@@ -87,6 +87,8 @@ struct mlcomm_tuning {
   int64_t mpi_rd_max_bytes;   /* allreduce below this uses libnbc's recursive doubling */
   int64_t mpi_binomial_bytes; /* reduce at or above this uses libnbc's binomial; -1 never */
   int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
+  int64_t mpi_stage_bytes;  /* staged device buffers: bytes per pipelined chunk */
+  int64_t mpi_stage_slots;  /* staged device buffers: chunks in the pipeline at once */
   int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
   int64_t shm_slice_bytes;  /* shm: pipeline slice of the large algorithms */
   int64_t shm_slots;        /* shm: slices in flight (staging slots per rank) */

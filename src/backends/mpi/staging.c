@@ -1,12 +1,24 @@
 /*
  * Device buffers on an MPI that cannot read them. A CUDA-aware MPI
- * (MPIX_Query_cuda_support) gets device pointers as they are; otherwise each device
- * buffer is copied through pinned host memory around the MPI call. Without CUDA in
- * the build, buffers are always host memory and nothing here copies.
+ * (MPIX_Query_cuda_support) gets device pointers as they are, unless the call's
+ * reduction runs on the host (user-defined MPI ops, avg); otherwise device buffers go
+ * through pinned host memory.
+ *
+ * Collectives pipeline the copies: each op has nslots slots of pinned memory (taken
+ * from a per-communicator cache of blocks, since cudaMallocHost costs milliseconds).
+ * Chunk k is copied in (cudaMemcpyAsync on the communicator's stream, then an event)
+ * as soon as its slot is free, MPI takes it once its event has fired, and its result
+ * is copied out the same way; so the copy in of chunk k+1 and the copy out of chunk
+ * k-1 overlap MPI's work on chunk k, and nothing here ever blocks on the GPU.
+ *
+ * Without CUDA in the build nothing is staged: the pointers are the user's.
  */
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backends/mpi/mpi_internal.h"
+#include "collectives/reduce.h"
 #include "collectives/validate.h"
 
 #if MLCOMM_HAVE_MPI_EXT
@@ -24,12 +36,89 @@ bool mpi_cuda_aware(void) {
 #endif
 }
 
+bool mpi_gpu_comm(struct mlcomm_comm *comm) {
+#if MLCOMM_HAVE_CUDA
+  int mine = mlcomm_cuda_usable(), any = mine;
+  if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm->coll_comm) != MPI_SUCCESS) any = 1;
+  return any != 0;
+#else
+  (void)comm;
+  return false;
+#endif
+}
+
+bool mpi_host_reduces(const struct mlcomm_op *op) {
+  bool reduces = op->kind == MLCOMM_OP_ALLREDUCE || op->kind == MLCOMM_OP_REDUCE ||
+                 op->kind == MLCOMM_OP_REDUCESCATTER;
+  if (!reduces) return false;
+  bool avg = false;
+  mpi_op(op->dtype, op->redop, &avg);
+  bool user_op = op->dtype == mlcommFloat16 || op->dtype == mlcommBfloat16 ||
+                 op->dtype == mlcommInt8 || op->dtype == mlcommUint8;
+  return avg || user_op;
+}
+
+bool mpi_stage_needed(const struct mpi_state *st, const struct mlcomm_op *op) {
+  /* Even a CUDA-aware MPI needs host buffers where the transport itself touches them:
+   * reductions on the CPU, in-place reduce-scatter and the out-of-place broadcast
+   * root (memcpy). */
+  bool memcpy_here = (op->kind == MLCOMM_OP_REDUCESCATTER && op->in_place) ||
+                     (op->kind == MLCOMM_OP_BROADCAST && !op->in_place &&
+                      op->root == st->comm->rank);
+  return !st->cuda_aware || mpi_host_reduces(op) || memcpy_here;
+}
+
+/* Bytes and offsets of chunk k of the call's send and receive extents. */
+static void chunk_extent(const struct mpi_state *st, const struct mlcomm_op *op,
+                         const struct mpi_op *mo, size_t k, size_t *off, size_t *send_bytes,
+                         size_t *recv_bytes) {
+  size_t send_len, recv_len, ts = mlcomm_type_size(op->dtype);
+  mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
+  if (mo->nchunks <= 1) {
+    *off = 0, *send_bytes = send_len, *recv_bytes = recv_len;
+    return;
+  }
+  size_t first = k * mo->chunk_elems, n = op->count - first;
+  if (n > mo->chunk_elems) n = mo->chunk_elems;
+  *off = first * ts;
+  *send_bytes = send_len ? n * ts : 0;
+  *recv_bytes = recv_len ? n * ts : 0;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+void mpi_stage_ptrs(const struct mpi_state *st, const struct mlcomm_op *op,
+                    const struct mpi_op *mo, size_t k, const void **send, void **recv) {
+  size_t off, sb, rb;
+  chunk_extent(st, op, mo, k, &off, &sb, &rb);
+  const char *user_send = op->sendbuf ? (const char *)op->sendbuf + off : NULL;
+  char *user_recv = op->recvbuf ? (char *)op->recvbuf + off : NULL;
+  if (mo->block == NULL) {
+    *send = user_send, *recv = user_recv;
+    return;
+  }
+  char *base = (char *)mo->block->mem + (k % (size_t)mo->nslots) *
+                                            (align64(mo->send_cap) + align64(mo->recv_cap));
+  char *slot_recv = base + align64(mo->send_cap);
+  if (mo->share) {
+    /* One buffer: the input lands where the result will be (allgather: at this rank's
+     * block), and MPI works in place on it. */
+    *recv = slot_recv;
+    *send = slot_recv + ((const char *)op->sendbuf - (const char *)op->recvbuf) *
+                            (op->kind == MLCOMM_OP_ALLGATHER);
+    return;
+  }
+  *send = mo->stage_send ? base : user_send;
+  *recv = mo->stage_recv ? slot_recv : user_recv;
+}
+
 #if MLCOMM_HAVE_CUDA
 static mlcommResult_t cuda_fail(struct mpi_state *st, const struct mlcomm_op *op, cudaError_t e,
                                 const char *call) {
-  return mlcomm_error(st->comm, mlcommInternalError, "%s (seq %llu): %s failed: %s",
-                      mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, call,
-                      cudaGetErrorString(e));
+  cudaGetLastError(); /* clear it unless sticky */
+  return mlcomm_error(st->comm, mlcommInternalError, "%s (seq %llu) on the MPI transport: %s "
+                      "failed: %s", mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq,
+                      call, cudaGetErrorString(e));
 }
 
 #define CUDA_TRY(st, op, call)                                                             \
@@ -38,68 +127,266 @@ static mlcommResult_t cuda_fail(struct mpi_state *st, const struct mlcomm_op *op
     if (e_ != cudaSuccess) return cuda_fail((st), (op), e_, #call);                        \
   } while (0)
 
-/* Whether the transport itself touches the buffers on the host for this op: user-defined
- * MPI ops (float16, bfloat16, 8-bit integers) run on the CPU, avg divides on the CPU,
- * in-place reduce-scatter and out-of-place root broadcast memcpy. Even a CUDA-aware MPI
- * needs such buffers staged. */
-static bool host_work(const struct mpi_state *st, const struct mlcomm_op *op) {
-  bool reduces = op->kind == MLCOMM_OP_ALLREDUCE || op->kind == MLCOMM_OP_REDUCE ||
-                 op->kind == MLCOMM_OP_REDUCESCATTER;
-  bool avg = false;
-  if (reduces) mpi_op(op->dtype, op->redop, &avg);
-  bool user_op = reduces && (op->dtype == mlcommFloat16 || op->dtype == mlcommBfloat16 ||
-                             op->dtype == mlcommInt8 || op->dtype == mlcommUint8);
-  return avg || user_op || (op->kind == MLCOMM_OP_REDUCESCATTER && op->in_place) ||
-         (op->kind == MLCOMM_OP_BROADCAST && !op->in_place && op->root == st->comm->rank);
+static cudaStream_t stream_of(const struct mpi_state *st) {
+  return (cudaStream_t)st->comm->cuda_stream;
 }
 
+static void pinned_destroy(struct mpi_pinned *b) {
+  for (int i = 0; i < MPI_STAGE_MAX_SLOTS; i++) {
+    if (b->ev_in[i]) cudaEventDestroy((cudaEvent_t)b->ev_in[i]);
+    if (b->ev_out[i]) cudaEventDestroy((cudaEvent_t)b->ev_out[i]);
+  }
+  if (b->mem) cudaFreeHost(b->mem);
+  free(b);
+}
+
+/* The smallest cached block of at least bytes, or a new one. */
+static mlcommResult_t pinned_get(struct mpi_state *st, const struct mlcomm_op *op, size_t bytes,
+                                 struct mpi_pinned **out) {
+  struct mpi_pinned **best = NULL;
+  for (struct mpi_pinned **p = &st->pinned; *p; p = &(*p)->next)
+    if ((*p)->bytes >= bytes && (best == NULL || (*p)->bytes < (*best)->bytes)) best = p;
+  if (best) {
+    *out = *best;
+    *best = (*best)->next;
+    st->npinned--;
+    return mlcommSuccess;
+  }
+  struct mpi_pinned *b = calloc(1, sizeof *b);
+  if (b == NULL) return mlcomm_error(st->comm, mlcommSystemError, "MPI transport: out of memory");
+  cudaError_t e = cudaMallocHost(&b->mem, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    free(b);
+    return cuda_fail(st, op, e, "cudaMallocHost (staging buffers)");
+  }
+  b->bytes = bytes;
+  *out = b;
+  return mlcommSuccess;
+}
+
+static void pinned_put(struct mpi_state *st, struct mpi_pinned *b) {
+  if (st->npinned >= 4) {
+    pinned_destroy(b);
+    return;
+  }
+  b->next = st->pinned;
+  st->pinned = b;
+  st->npinned++;
+}
+
+static mlcommResult_t event_of(struct mpi_state *st, const struct mlcomm_op *op, void **slot,
+                               cudaEvent_t *ev) {
+  if (*slot == NULL) {
+    cudaEvent_t e;
+    CUDA_TRY(st, op, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    *slot = e;
+  }
+  *ev = (cudaEvent_t)*slot;
+  return mlcommSuccess;
+}
+
+/* Whether the work before ev has finished. */
+static mlcommResult_t event_done(struct mpi_state *st, const struct mlcomm_op *op, void *ev,
+                                 bool *done) {
+  cudaError_t e = cudaEventQuery((cudaEvent_t)ev);
+  *done = e == cudaSuccess;
+  if (e == cudaSuccess || e == cudaErrorNotReady) return mlcommSuccess;
+  return cuda_fail(st, op, e, "cudaEventQuery");
+}
+
+mlcommResult_t mpi_stage_setup(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo) {
+  size_t send_len, recv_len;
+  mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
+  bool need = mpi_stage_needed(st, op);
+  mo->stage_send = need && send_len && op->send_mem == MLCOMM_MEM_DEVICE;
+  mo->stage_recv = need && recv_len && op->recv_mem == MLCOMM_MEM_DEVICE;
+  if (!mo->stage_send && !mo->stage_recv) return mlcommSuccess;
+  /* In place, or a broadcast root staging both sides: one host buffer serves. */
+  mo->share = (op->in_place && op->kind != MLCOMM_OP_REDUCESCATTER) ||
+              (op->kind == MLCOMM_OP_BROADCAST && mo->stage_send && mo->stage_recv);
+  size_t off, sb, rb;
+  chunk_extent(st, op, mo, 0, &off, &sb, &rb);
+  if (mo->share) {
+    mo->send_cap = 0;
+    mo->recv_cap = rb ? rb : sb;
+  } else {
+    mo->send_cap = mo->stage_send ? sb : 0;
+    mo->recv_cap = mo->stage_recv ? rb : 0;
+  }
+  size_t slots = (size_t)st->comm->tuning.mpi_stage_slots;
+  if (slots > MPI_STAGE_MAX_SLOTS) slots = MPI_STAGE_MAX_SLOTS;
+  if (slots > mo->nchunks) slots = mo->nchunks;
+  mo->nslots = (int)slots;
+  return pinned_get(st, op, slots * (align64(mo->send_cap) + align64(mo->recv_cap)), &mo->block);
+}
+
+mlcommResult_t mpi_stage_fill(struct mpi_state *st, const struct mlcomm_op *op,
+                              struct mpi_op *mo) {
+  if (mo->block == NULL) {
+    mo->filled = mo->nchunks;
+    return mlcommSuccess;
+  }
+  while (mo->filled < mo->nchunks) {
+    size_t k = mo->filled;
+    int s = (int)(k % (size_t)mo->nslots);
+    struct mpi_slot *slot = &mo->slot[s];
+    if (slot->state == MPI_SLOT_DRAINING) {
+      bool done;
+      MLCOMM_CHECK(event_done(st, op, mo->block->ev_out[s], &done));
+      if (!done) break;
+      slot->state = MPI_SLOT_FREE;
+    }
+    if (slot->state != MPI_SLOT_FREE) break;
+    slot->chunk = k;
+    slot->state = MPI_SLOT_FILLING;
+    mo->filled++;
+    if (!mo->stage_send) continue;
+    size_t off, sb, rb;
+    chunk_extent(st, op, mo, k, &off, &sb, &rb);
+    const void *hsend;
+    void *hrecv;
+    mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
+    cudaEvent_t ev = NULL;
+    MLCOMM_CHECK(event_of(st, op, &mo->block->ev_in[s], &ev));
+    CUDA_TRY(st, op, cudaMemcpyAsync((void *)hsend, (const char *)op->sendbuf + off, sb,
+                                     cudaMemcpyDeviceToHost, stream_of(st)));
+    CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
+  }
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_ready(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo, size_t k, bool *ready) {
+  *ready = true;
+  if (mo->block == NULL) return mlcommSuccess;
+  int s = (int)(k % (size_t)mo->nslots);
+  if (mo->slot[s].state != MPI_SLOT_FILLING || mo->slot[s].chunk != k) {
+    *ready = false;
+    return mlcommSuccess;
+  }
+  if (!mo->stage_send) return mlcommSuccess;
+  MLCOMM_CHECK(event_done(st, op, mo->block->ev_in[s], ready));
+  if (*ready) mo->slot[s].state = MPI_SLOT_POSTED;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_drain(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo, size_t k) {
+  if (mo->block == NULL) return mlcommSuccess;
+  int s = (int)(k % (size_t)mo->nslots);
+  struct mpi_slot *slot = &mo->slot[s];
+  /* An in-place broadcast root already holds its result on the device. */
+  bool out = mo->stage_recv && !(op->kind == MLCOMM_OP_BROADCAST && op->in_place);
+  if (!out) {
+    slot->state = MPI_SLOT_FREE;
+    return mlcommSuccess;
+  }
+  size_t off, sb, rb;
+  chunk_extent(st, op, mo, k, &off, &sb, &rb);
+  const void *hsend;
+  void *hrecv;
+  mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
+  cudaEvent_t ev = NULL;
+  MLCOMM_CHECK(event_of(st, op, &mo->block->ev_out[s], &ev));
+  CUDA_TRY(st, op, cudaMemcpyAsync((char *)op->recvbuf + off, hrecv, rb, cudaMemcpyHostToDevice,
+                                   stream_of(st)));
+  CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
+  slot->state = MPI_SLOT_DRAINING;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_drained(struct mpi_state *st, const struct mlcomm_op *op,
+                                 struct mpi_op *mo, bool *drained) {
+  *drained = true;
+  if (mo->block == NULL) return mlcommSuccess;
+  for (int s = 0; s < mo->nslots; s++) {
+    if (mo->slot[s].state != MPI_SLOT_DRAINING) continue;
+    bool done;
+    MLCOMM_CHECK(event_done(st, op, mo->block->ev_out[s], &done));
+    if (done) mo->slot[s].state = MPI_SLOT_FREE;
+    else *drained = false;
+  }
+  return mlcommSuccess;
+}
+
+/* Point-to-point: the whole message through one pinned block, copied synchronously
+ * on the communicator's stream (a send must read its data before MPI_Isend). */
 mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo) {
   mo->send = op->sendbuf;
   mo->recv = op->recvbuf;
-  size_t send_len, recv_len;
-  mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
-  bool direct = st->cuda_aware && !host_work(st, op);
-  bool s = send_len && op->send_mem == MLCOMM_MEM_DEVICE && !direct;
-  bool r = recv_len && op->recv_mem == MLCOMM_MEM_DEVICE && !direct;
-  if (!s && !r) return mlcommSuccess;
-  if (op->in_place) {
-    /* One allocation holds both: stage all of it, inputs included. */
-    const char *base = op->kind == MLCOMM_OP_REDUCESCATTER ? op->sendbuf : op->recvbuf;
-    size_t len = send_len > recv_len ? send_len : recv_len;
-    CUDA_TRY(st, op, cudaMallocHost(&mo->stage_recv, len));
-    CUDA_TRY(st, op, cudaMemcpy(mo->stage_recv, base, len, cudaMemcpyDeviceToHost));
-    mo->send = (char *)mo->stage_recv + ((const char *)op->sendbuf - base);
-    mo->recv = (char *)mo->stage_recv + ((const char *)op->recvbuf - base);
+  size_t bytes = op->count * mlcomm_type_size(op->dtype);
+  bool send = op->kind == MLCOMM_OP_SEND;
+  enum mlcomm_mem_kind kind = send ? op->send_mem : op->recv_mem;
+  if (!bytes || kind != MLCOMM_MEM_DEVICE || st->cuda_aware) return mlcommSuccess;
+  MLCOMM_CHECK(pinned_get(st, op, bytes, &mo->block));
+  if (!send) {
+    mo->recv = mo->block->mem;
     return mlcommSuccess;
   }
-  if (s) {
-    CUDA_TRY(st, op, cudaMallocHost(&mo->stage_send, send_len));
-    CUDA_TRY(st, op, cudaMemcpy(mo->stage_send, op->sendbuf, send_len, cudaMemcpyDeviceToHost));
-    mo->send = mo->stage_send;
-  }
-  if (r) {
-    CUDA_TRY(st, op, cudaMallocHost(&mo->stage_recv, recv_len));
-    mo->recv = mo->stage_recv;
-  }
+  CUDA_TRY(st, op, cudaMemcpyAsync(mo->block->mem, op->sendbuf, bytes, cudaMemcpyDeviceToHost,
+                                   stream_of(st)));
+  CUDA_TRY(st, op, cudaStreamSynchronize(stream_of(st)));
+  mo->send = mo->block->mem;
   return mlcommSuccess;
 }
 
 mlcommResult_t mpi_stage_out(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo) {
-  if (mo->stage_recv == NULL) return mlcommSuccess;
-  size_t send_len, recv_len;
-  mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
-  if (op->kind == MLCOMM_OP_RECV) recv_len = op->status.bytes;
-  if (recv_len)
-    CUDA_TRY(st, op, cudaMemcpy(op->recvbuf, mo->recv, recv_len, cudaMemcpyHostToDevice));
+  if (mo->block == NULL || op->kind != MLCOMM_OP_RECV || op->status.bytes == 0)
+    return mlcommSuccess;
+  CUDA_TRY(st, op, cudaMemcpyAsync(op->recvbuf, mo->recv, op->status.bytes,
+                                   cudaMemcpyHostToDevice, stream_of(st)));
+  CUDA_TRY(st, op, cudaStreamSynchronize(stream_of(st)));
   return mlcommSuccess;
 }
 
-void mpi_stage_free(struct mpi_op *mo) {
-  if (mo->stage_send) cudaFreeHost(mo->stage_send);
-  if (mo->stage_recv) cudaFreeHost(mo->stage_recv);
-  mo->stage_send = mo->stage_recv = NULL;
+void mpi_stage_free(struct mpi_state *st, struct mpi_op *mo) {
+  if (mo->block) pinned_put(st, mo->block);
+  mo->block = NULL;
+}
+
+void mpi_stage_fini(struct mpi_state *st) {
+  while (st->pinned) {
+    struct mpi_pinned *b = st->pinned;
+    st->pinned = b->next;
+    pinned_destroy(b);
+  }
+  st->npinned = 0;
 }
 #else
+mlcommResult_t mpi_stage_setup(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo) {
+  (void)st, (void)op, (void)mo;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_fill(struct mpi_state *st, const struct mlcomm_op *op,
+                              struct mpi_op *mo) {
+  (void)st, (void)op;
+  mo->filled = mo->nchunks;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_ready(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo, size_t k, bool *ready) {
+  (void)st, (void)op, (void)mo, (void)k;
+  *ready = true;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_drain(struct mpi_state *st, const struct mlcomm_op *op,
+                               struct mpi_op *mo, size_t k) {
+  (void)st, (void)op, (void)mo, (void)k;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mpi_stage_drained(struct mpi_state *st, const struct mlcomm_op *op,
+                                 struct mpi_op *mo, bool *drained) {
+  (void)st, (void)op, (void)mo;
+  *drained = true;
+  return mlcommSuccess;
+}
+
 mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo) {
   (void)st;
   mo->send = op->sendbuf;
@@ -112,5 +399,7 @@ mlcommResult_t mpi_stage_out(struct mpi_state *st, const struct mlcomm_op *op, s
   return mlcommSuccess;
 }
 
-void mpi_stage_free(struct mpi_op *mo) { (void)mo; }
+void mpi_stage_free(struct mpi_state *st, struct mpi_op *mo) { (void)st, (void)mo; }
+
+void mpi_stage_fini(struct mpi_state *st) { (void)st; }
 #endif

@@ -17,9 +17,11 @@ static mlcommResult_t mpi_init(struct mlcomm_comm *comm, void **state) {
   if (st == NULL) return mlcomm_error(comm, mlcommSystemError, "MPI transport: out of memory");
   st->comm = comm;
   st->cuda_aware = mpi_cuda_aware();
+  st->gpu_comm = mpi_gpu_comm(comm);
   mpi_algo_init(st);
-  MLCOMM_INFO("MPI transport: CUDA-aware %s, libnbc algorithm selection %s",
-              st->cuda_aware ? "yes" : "no", st->algo[0].found ? "available" : "unavailable");
+  MLCOMM_INFO("MPI transport: CUDA-aware %s, GPU on some rank %s, libnbc algorithm selection %s",
+              st->cuda_aware ? "yes" : "no", st->gpu_comm ? "yes" : "no",
+              st->algo[0].found ? "available" : "unavailable");
   *state = st;
   return mlcommSuccess;
 }
@@ -28,6 +30,7 @@ static void mpi_fini(void *state) {
   struct mpi_state *st = state;
   mpi_p2p_fini(st);
   mpi_algo_fini(st);
+  mpi_stage_fini(st);
   free(st);
 }
 
@@ -59,10 +62,11 @@ static void mpi_release(void *state, struct mlcomm_op *op, bool aborting) {
   struct mpi_op *mo = op->tstate;
   if (mo == NULL) return;
   if (is_p2p(op)) mpi_p2p_release(state, mo, aborting);
+  else mpi_coll_release(state, mo, aborting);
   /* A collective still in MPI's hands keeps its buffers: MPI may write them yet. */
   bool in_flight = aborting && mo->req != MPI_REQUEST_NULL;
   if (!in_flight || is_p2p(op)) {
-    mpi_stage_free(mo);
+    mpi_stage_free(state, mo);
     free(mo->tmp);
     free(mo);
   }
