@@ -77,10 +77,25 @@ const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
     if (p2p && !p2p_ok) continue;
     if (ti->t->supports(ti->state, op)) return ti;
   }
-  mlcomm_error(comm, mlcommUnsupported,
-               "%s: no transport of this build can carry it (transport %s, %s buffers, "
-               "datatype %d)",
-               fn, mlcomm_transport_name(forced), mlcomm_mem_kind_name(op->recv_mem),
-               (int)op->dtype);
+  /* A forced transport with no barrier of its own (nccl) leaves barriers to MPI. */
+  for (int i = 0; i < comm->ntransports && op->kind == MLCOMM_OP_BARRIER; i++)
+    if (comm->transports[i].t->id == mlcommTransportMpi) return &comm->transports[i];
+  if (forced != mlcommTransportAuto)
+    mlcomm_error(comm, mlcommUnsupported,
+                 "%s: the communicator is forced to the %s transport (config.transport / "
+                 "MLCOMM_TRANSPORT), which cannot carry this call: sendbuff is %s memory, "
+                 "recvbuff is %s memory, datatype %d%s",
+                 fn, mlcomm_transport_name(forced), mlcomm_mem_kind_name(op->send_mem),
+                 mlcomm_mem_kind_name(op->recv_mem), (int)op->dtype,
+                 forced == mlcommTransportNccl
+                     ? " (nccl needs CUDA device buffers of its device; use transport auto to "
+                       "mix host and device calls)"
+                     : "");
+  else
+    mlcomm_error(comm, mlcommUnsupported,
+                 "%s: no transport of this build can carry it (sendbuff %s, recvbuff %s "
+                 "memory, datatype %d)",
+                 fn, mlcomm_mem_kind_name(op->send_mem), mlcomm_mem_kind_name(op->recv_mem),
+                 (int)op->dtype);
   return NULL;
 }
