@@ -191,6 +191,43 @@ out:
   cudaFree(dsend), cudaFree(drecv);
 }
 
+/* NCCL's failures reach the caller as mlcomm results carrying NCCL's words, and
+ * mlcommCommAbort (ncclCommAbort) ends a communicator with work still queued. Each on a
+ * communicator of its own, forced to nccl. */
+static void nccl_failures(void) {
+  if (tc_transport != mlcommTransportNccl || tc_nranks < 2) return;
+  tc_section("NCCL errors and abort");
+  mlcommConfig_t cfg = MLCOMM_CONFIG_INITIALIZER;
+  cfg.transport = mlcommTransportNccl;
+  mlcommComm_t c = MLCOMM_COMM_NULL;
+  size_t bytes = 64 * sizeof(float);
+  void *buf = dev_alloc(2 * bytes);
+  if (!CHECK(buf != NULL, "allocation failed") ||
+      !CHECK_OK(mlcommCommInitFromMPI(&c, MPI_COMM_WORLD, &cfg)))
+    goto out;
+  /* Rank 1 receives 128 floats where rank 0 sends 64: NCCL requires equal sizes. */
+  if (tc_rank == 0) {
+    CHECK_OK(mlcommSend(buf, 64, mlcommFloat32, 1, 5, c));
+  } else if (tc_rank == 1) {
+    mlcommResult_t r = mlcommRecv(buf, 128, mlcommFloat32, 0, 5, c, NULL);
+    const char *msg = mlcommGetLastError(c);
+    CHECK(r != mlcommSuccess && msg && strstr(msg, "NCCL"),
+          "a receive larger than the send on NCCL returned %d ('%s'), expected an error "
+          "that quotes NCCL", (int)r, msg ? msg : "");
+  }
+  CHECK_OK(mlcommCommAbort(c));
+  /* Abort with an allreduce queued and never waited for. */
+  c = MLCOMM_COMM_NULL;
+  if (CHECK_OK(mlcommCommInitFromMPI(&c, MPI_COMM_WORLD, &cfg))) {
+    mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+    CHECK_OK(mlcommAllReduceAsync(buf, buf, 64, mlcommFloat32, mlcommSum, c, &req));
+    CHECK_OK(mlcommCommAbort(c));
+  }
+out:
+  cudaFree(buf);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
 static void run(void) {
   int ndev = 0;
   cudaError_t e = cudaGetDeviceCount(&ndev);
@@ -222,6 +259,7 @@ static void run(void) {
     mixed(counts[c], 700 + c);
     on_stream(counts[c], 800 + c);
   }
+  nccl_failures();
 }
 #endif
 

@@ -96,14 +96,12 @@ static mlcommResult_t nccl_progress(void *state, struct mlcomm_op *op, bool *don
   }
   if (!no->recorded) return mlcommSuccess; /* inside an open group */
   cudaError_t e = cudaEventQuery(no->event);
-  if (e == cudaSuccess) {
-    *done = true;
-    return mlcommSuccess;
-  }
-  if (e != cudaErrorNotReady) {
+  if (e != cudaSuccess && e != cudaErrorNotReady) {
     *done = true;
     return nccl_cuda_fail(st, op, e, "cudaEventQuery");
   }
+  /* Asked whether the work finished or not: a failed peer or network leaves the work
+   * pending forever, and work that "finished" may have done so with an error. */
   ncclResult_t async = ncclSuccess;
   ncclResult_t r = ncclCommGetAsyncError(st->nc, &async);
   if (r == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
@@ -111,6 +109,7 @@ static mlcommResult_t nccl_progress(void *state, struct mlcomm_op *op, bool *don
     *done = true;
     return nccl_fail(st, op, async, "the NCCL communicator (ncclCommGetAsyncError)");
   }
+  *done = e == cudaSuccess;
   return mlcommSuccess;
 }
 
