@@ -37,7 +37,15 @@ static size_t page_round(size_t n) {
   return (n + page - 1) / page * page;
 }
 
-static void add(struct fg_alloc *a) {
+/* Fills in a new allocation of the current device and links it in. */
+static void add(struct fg_alloc *a, enum fg_kind kind, void *base, size_t size, void *alias,
+                size_t span) {
+  a->r = (struct fg_region){.kind = kind,
+                            .device = fg_current_device(),
+                            .base = (uintptr_t)base,
+                            .size = size,
+                            .alias = alias};
+  a->span = span;
   pthread_mutex_lock(&lock);
   a->next = allocs;
   allocs = a;
@@ -98,13 +106,7 @@ FG_API cudaError_t cudaMalloc(void **devPtr, size_t size) {
     free(a);
     return fg_cuda_fail(cudaErrorMemoryAllocation);
   }
-  a->r = (struct fg_region){.kind = FG_DEVICE,
-                            .device = fg_current_device(),
-                            .base = (uintptr_t)view,
-                            .size = size,
-                            .alias = alias};
-  a->span = span;
-  add(a);
+  add(a, FG_DEVICE, view, size, alias, span);
   *devPtr = view;
   return cudaSuccess;
 }
@@ -122,13 +124,7 @@ FG_API cudaError_t cudaMallocManaged(void **devPtr, size_t size, unsigned int fl
     free(a);
     return fg_cuda_fail(cudaErrorMemoryAllocation);
   }
-  a->r = (struct fg_region){.kind = FG_MANAGED,
-                            .device = fg_current_device(),
-                            .base = (uintptr_t)p,
-                            .size = size,
-                            .alias = p};
-  a->span = span;
-  add(a);
+  add(a, FG_MANAGED, p, size, p, span);
   *devPtr = p;
   return cudaSuccess;
 }
@@ -159,13 +155,7 @@ FG_API cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags) 
     free(a), free(p);
     return fg_cuda_fail(cudaErrorMemoryAllocation);
   }
-  a->r = (struct fg_region){.kind = FG_PINNED,
-                            .device = fg_current_device(),
-                            .base = (uintptr_t)p,
-                            .size = size,
-                            .alias = p};
-  a->span = span;
-  add(a);
+  add(a, FG_PINNED, p, size, p, span);
   *pHost = p;
   return cudaSuccess;
 }

@@ -33,6 +33,13 @@ static mlcommResult_t mpi_fail(struct mpi_state *st, const struct mlcomm_op *op,
   return mlcomm_mpi_error(st->comm, rc, what);
 }
 
+/* Elements in chunk k. */
+static size_t chunk_count(const struct mlcomm_op *op, const struct mpi_op *mo, size_t k) {
+  if (mo->nchunks <= 1) return op->count;
+  size_t n = op->count - k * mo->chunk_elems;
+  return n < mo->chunk_elems ? n : mo->chunk_elems;
+}
+
 /* Posts chunk k (the next one) of the call. */
 static mlcommResult_t issue(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo,
                             size_t k) {
@@ -40,11 +47,7 @@ static mlcommResult_t issue(struct mpi_state *st, struct mlcomm_op *op, struct m
   MPI_Datatype type = mpi_type(op->dtype);
   bool avg;
   MPI_Op mop = mpi_op(op->dtype, op->redop, &avg);
-  size_t n = op->count;
-  if (mo->nchunks > 1) {
-    n = op->count - k * mo->chunk_elems;
-    if (n > mo->chunk_elems) n = mo->chunk_elems;
-  }
+  size_t n = chunk_count(op, mo, k);
   const void *send;
   void *recv;
   mpi_stage_ptrs(st, op, mo, k, &send, &recv);
@@ -102,11 +105,7 @@ static mlcommResult_t issue(struct mpi_state *st, struct mlcomm_op *op, struct m
 /* MPI finished chunk k: finish it on the host and send its result on its way. */
 static mlcommResult_t chunk_done(struct mpi_state *st, struct mlcomm_op *op, struct mpi_op *mo,
                                  size_t k) {
-  size_t ts = mlcomm_type_size(op->dtype), n = op->count;
-  if (mo->nchunks > 1) {
-    n = op->count - k * mo->chunk_elems;
-    if (n > mo->chunk_elems) n = mo->chunk_elems;
-  }
+  size_t ts = mlcomm_type_size(op->dtype), n = chunk_count(op, mo, k);
   const void *send;
   void *recv;
   mpi_stage_ptrs(st, op, mo, k, &send, &recv);

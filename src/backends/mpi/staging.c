@@ -194,6 +194,28 @@ static mlcommResult_t event_done(struct mpi_state *st, const struct mlcomm_op *o
   return cuda_fail(st, op, e, "cudaEventQuery");
 }
 
+/* Queues chunk k's copy in (device input to its slot) or out (slot to the device
+ * result) on the communicator's stream, and the slot's event after it. */
+static mlcommResult_t copy_chunk(struct mpi_state *st, const struct mlcomm_op *op,
+                                 struct mpi_op *mo, size_t k, bool in) {
+  size_t off, sb, rb;
+  chunk_extent(st, op, mo, k, &off, &sb, &rb);
+  const void *hsend;
+  void *hrecv;
+  mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
+  int s = (int)(k % (size_t)mo->nslots);
+  cudaEvent_t ev = NULL;
+  MLCOMM_CHECK(event_of(st, op, in ? &mo->block->ev_in[s] : &mo->block->ev_out[s], &ev));
+  if (in)
+    CUDA_TRY(st, op, cudaMemcpyAsync((void *)hsend, (const char *)op->sendbuf + off, sb,
+                                     cudaMemcpyDeviceToHost, stream_of(st)));
+  else
+    CUDA_TRY(st, op, cudaMemcpyAsync((char *)op->recvbuf + off, hrecv, rb,
+                                     cudaMemcpyHostToDevice, stream_of(st)));
+  CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
+  return mlcommSuccess;
+}
+
 mlcommResult_t mpi_stage_setup(struct mpi_state *st, const struct mlcomm_op *op,
                                struct mpi_op *mo) {
   size_t send_len, recv_len;
@@ -241,17 +263,7 @@ mlcommResult_t mpi_stage_fill(struct mpi_state *st, const struct mlcomm_op *op,
     slot->chunk = k;
     slot->state = MPI_SLOT_FILLING;
     mo->filled++;
-    if (!mo->stage_send) continue;
-    size_t off, sb, rb;
-    chunk_extent(st, op, mo, k, &off, &sb, &rb);
-    const void *hsend;
-    void *hrecv;
-    mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
-    cudaEvent_t ev = NULL;
-    MLCOMM_CHECK(event_of(st, op, &mo->block->ev_in[s], &ev));
-    CUDA_TRY(st, op, cudaMemcpyAsync((void *)hsend, (const char *)op->sendbuf + off, sb,
-                                     cudaMemcpyDeviceToHost, stream_of(st)));
-    CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
+    if (mo->stage_send) MLCOMM_CHECK(copy_chunk(st, op, mo, k, true));
   }
   return mlcommSuccess;
 }
@@ -282,16 +294,7 @@ mlcommResult_t mpi_stage_drain(struct mpi_state *st, const struct mlcomm_op *op,
     slot->state = MPI_SLOT_FREE;
     return mlcommSuccess;
   }
-  size_t off, sb, rb;
-  chunk_extent(st, op, mo, k, &off, &sb, &rb);
-  const void *hsend;
-  void *hrecv;
-  mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
-  cudaEvent_t ev = NULL;
-  MLCOMM_CHECK(event_of(st, op, &mo->block->ev_out[s], &ev));
-  CUDA_TRY(st, op, cudaMemcpyAsync((char *)op->recvbuf + off, hrecv, rb, cudaMemcpyHostToDevice,
-                                   stream_of(st)));
-  CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
+  MLCOMM_CHECK(copy_chunk(st, op, mo, k, false));
   slot->state = MPI_SLOT_DRAINING;
   return mlcommSuccess;
 }
