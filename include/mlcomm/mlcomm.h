@@ -7,9 +7,10 @@
  * "...Async" form that returns an mlcommRequest_t completed by mlcommWait/mlcommTest.
  *
  * Conventions shared by every function:
- *  - Every function returns an mlcommResult_t. On failure nothing has been written to
- *    the caller's buffers, and mlcommGetLastError(comm) holds a sentence naming the
- *    argument or the peer and what to do.
+ *  - Every function returns an mlcommResult_t, except the constant-string lookups
+ *    (mlcommGetErrorString, mlcommGetLastError and the ...Name functions). On failure
+ *    nothing has been written to the caller's buffers, and mlcommGetLastError(comm)
+ *    holds a sentence naming the argument or the peer and what to do.
  *  - The library never calls exit()/abort() and prints nothing unless MLCOMM_DEBUG asks.
  *  - Counts are in elements of the given datatype. For AllGather the count is what each
  *    rank contributes; for ReduceScatter it is what each rank receives (as in NCCL).
@@ -172,6 +173,27 @@ MLCOMM_API const char *mlcommGetErrorString(mlcommResult_t result);
  * rank, what to do). With comm == NULL (or an invalid handle), the last failure seen
  * by the calling thread. Empty string when nothing failed. Valid until the next call. */
 MLCOMM_API const char *mlcommGetLastError(mlcommComm_t comm);
+
+/* ---------------------------------------------------------------- names and sizes */
+
+/* *size = bytes per element of datatype. A value that is not an mlcommDataType_t is
+ * refused with mlcommInvalidArgument (*size is then 0). */
+MLCOMM_API mlcommResult_t mlcommTypeSize(mlcommDataType_t datatype, size_t *size);
+
+/* Constant names, never NULL ("unknown" for a value outside the enum). Datatypes and
+ * ops use nccl-tests' spelling: int8 uint8 int32 uint32 int64 uint64 half float double
+ * bfloat16; sum prod max min avg; transports: auto mpi shm nccl. */
+MLCOMM_API const char *mlcommTypeName(mlcommDataType_t datatype);
+MLCOMM_API const char *mlcommRedOpName(mlcommRedOp_t op);
+MLCOMM_API const char *mlcommTransportName(mlcommTransport_t transport);
+
+/* The reverse lookups, case-insensitive. Types also accept float16 fp16 float32 fp32
+ * float64 fp64 bf16 char int. An unknown name is refused with mlcommInvalidArgument
+ * and a sentence listing the accepted ones; the output is untouched then. */
+MLCOMM_API mlcommResult_t mlcommTypeFromName(const char *name, mlcommDataType_t *datatype);
+MLCOMM_API mlcommResult_t mlcommRedOpFromName(const char *name, mlcommRedOp_t *op);
+MLCOMM_API mlcommResult_t mlcommTransportFromName(const char *name,
+                                                  mlcommTransport_t *transport);
 
 /* ---------------------------------------------------------------- communicators */
 

@@ -65,21 +65,21 @@ const struct mlcomm_tinst *mlcomm_transport_select(struct mlcomm_comm *comm,
                                                    const struct mlcomm_op *op,
                                                    const char *fn) {
   int forced = comm->config.transport;
-  /* Point-to-point is carried by MPI, the only transport with tag matching and probes,
-   * except on a communicator forced to nccl, where device buffers go over NCCL (both
-   * sides must then use device buffers: the choice is made by each rank alone). */
-  bool p2p = op->kind == MLCOMM_OP_SEND || op->kind == MLCOMM_OP_RECV;
+  /* On a forced communicator, the forced transport carries the collectives, and MPI
+   * what the forced one may lack: barriers (NCCL has none) and point-to-point, which
+   * MPI alone carries with tag matching and probes, except on a communicator forced to
+   * nccl, where send/recv go over NCCL (both sides must then use device buffers: each
+   * rank chooses alone). */
+  bool p2p = !mlcomm_op_is_collective(op->kind);
   for (int i = 0; i < comm->ntransports; i++) {
     const struct mlcomm_tinst *ti = &comm->transports[i];
-    if (forced != mlcommTransportAuto && !p2p && (int)ti->t->id != forced) continue;
-    bool p2p_ok = ti->t->id == mlcommTransportMpi ||
-                  (forced == mlcommTransportNccl && ti->t->id == mlcommTransportNccl);
-    if (p2p && !p2p_ok) continue;
-    if (ti->t->supports(ti->state, op)) return ti;
+    int id = (int)ti->t->id;
+    bool allowed = p2p ? id == mlcommTransportMpi ||
+                             (forced == mlcommTransportNccl && id == mlcommTransportNccl)
+                       : forced == mlcommTransportAuto || id == forced ||
+                             (op->kind == MLCOMM_OP_BARRIER && id == mlcommTransportMpi);
+    if (allowed && ti->t->supports(ti->state, op)) return ti;
   }
-  /* A forced transport with no barrier of its own (nccl) leaves barriers to MPI. */
-  for (int i = 0; i < comm->ntransports && op->kind == MLCOMM_OP_BARRIER; i++)
-    if (comm->transports[i].t->id == mlcommTransportMpi) return &comm->transports[i];
   if (forced != mlcommTransportAuto)
     mlcomm_error(comm, mlcommUnsupported,
                  "%s: the communicator is forced to the %s transport (config.transport / "

@@ -10,17 +10,6 @@
 
 #include "mlcomm/mlcomm.h"
 
-/* Bytes per element; 0 for an unknown type. */
-size_t mlcomm_type_size(mlcommDataType_t type);
-/* nccl-tests' names: int8 uint8 int32 uint32 int64 uint64 half float double bfloat16. */
-const char *mlcomm_type_name(mlcommDataType_t type);
-/* sum prod max min avg. */
-const char *mlcomm_op_name(mlcommRedOp_t op);
-/* Parses the names above (and a few aliases such as float32, fp16, bf16);
- * returns -1 when unknown. */
-int mlcomm_type_from_name(const char *name);
-int mlcomm_op_from_name(const char *name);
-
 /* inout[i] = inout[i] (op) in[i] for i < n. mlcommAvg reduces as a sum here; the
  * division happens once at the end (mlcomm_avg_finish). Integer sum and prod wrap
  * (two's complement); max/min of floats propagate NaN. float16/bfloat16 are widened

@@ -7,32 +7,10 @@
 #include "collectives/reduce.h"
 #include "collectives/validate.h"
 
-static bool has_redop(enum mlcomm_op_kind kind) {
-  return kind == MLCOMM_OP_ALLREDUCE || kind == MLCOMM_OP_REDUCE ||
-         kind == MLCOMM_OP_REDUCESCATTER;
-}
-
 /* [a, a+alen) and [b, b+blen) share a byte. */
 static bool overlap(const void *a, size_t alen, const void *b, size_t blen) {
   uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
   return alen && blen && x < y + blen && y < x + alen;
-}
-
-void mlcomm_op_extents(const struct mlcomm_comm *comm, const struct mlcomm_op *op,
-                       size_t *send_len, size_t *recv_len) {
-  size_t bytes = op->count * mlcomm_type_size(op->dtype), n = (size_t)comm->nranks;
-  bool root = op->root == comm->rank;
-  *send_len = *recv_len = bytes;
-  switch (op->kind) {
-  case MLCOMM_OP_BROADCAST: *send_len = root ? bytes : 0; break;
-  case MLCOMM_OP_REDUCE: *recv_len = root ? bytes : 0; break;
-  case MLCOMM_OP_ALLGATHER: *recv_len = bytes * n; break;
-  case MLCOMM_OP_REDUCESCATTER: *send_len = bytes * n; break;
-  case MLCOMM_OP_SEND: *recv_len = 0; break;
-  case MLCOMM_OP_RECV: *send_len = 0; break;
-  case MLCOMM_OP_BARRIER: *send_len = *recv_len = 0; break;
-  default: break;
-  }
 }
 
 static mlcommResult_t check_buffers(struct mlcomm_comm *comm, const char *fn,
@@ -93,7 +71,7 @@ mlcommResult_t mlcomm_validate(struct mlcomm_comm *comm, const char *fn, struct 
                           "%s: count %zu of %s overflows the address space", fn, op->count,
                           mlcomm_type_name(op->dtype));
   }
-  if (has_redop(op->kind) && ((int)op->redop < 0 || op->redop >= mlcommNumOps))
+  if (mlcomm_op_has_redop(op->kind) && ((int)op->redop < 0 || op->redop >= mlcommNumOps))
     return mlcomm_error(comm, mlcommInvalidArgument,
                         "%s: op is %d, expected an mlcommRedOp_t (0..%d: sum prod max min avg)",
                         fn, (int)op->redop, mlcommNumOps - 1);

@@ -16,22 +16,6 @@
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mlcomm_comm *registry;
 
-static const char *const op_kind_names[MLCOMM_OP_KIND_COUNT] = {
-    [MLCOMM_OP_ALLREDUCE] = "mlcommAllReduce",
-    [MLCOMM_OP_BROADCAST] = "mlcommBroadcast",
-    [MLCOMM_OP_REDUCE] = "mlcommReduce",
-    [MLCOMM_OP_ALLGATHER] = "mlcommAllGather",
-    [MLCOMM_OP_REDUCESCATTER] = "mlcommReduceScatter",
-    [MLCOMM_OP_BARRIER] = "mlcommBarrier",
-    [MLCOMM_OP_SEND] = "mlcommSend",
-    [MLCOMM_OP_RECV] = "mlcommRecv",
-};
-
-const char *mlcomm_op_kind_name(enum mlcomm_op_kind kind) {
-  if ((int)kind < 0 || kind >= MLCOMM_OP_KIND_COUNT) return "unknown op";
-  return op_kind_names[kind];
-}
-
 MLCOMM_API mlcommResult_t mlcommGetVersion(int *version) {
   if (version == NULL)
     return mlcomm_error(NULL, mlcommInvalidArgument, "mlcommGetVersion: version is NULL");

@@ -14,24 +14,6 @@
 
 #define DEFAULT_TIMEOUT_MS 300000 /* five minutes: long enough for any sane collective */
 
-static const char *const transport_names[mlcommNumTransports] = {
-    [mlcommTransportAuto] = "auto",
-    [mlcommTransportMpi] = "mpi",
-    [mlcommTransportShm] = "shm",
-    [mlcommTransportNccl] = "nccl",
-};
-
-const char *mlcomm_transport_name(int transport) {
-  if (transport < 0 || transport >= mlcommNumTransports) return "unknown";
-  return transport_names[transport];
-}
-
-int mlcomm_transport_from_name(const char *name) {
-  for (int i = 0; name && i < mlcommNumTransports; i++)
-    if (!strcasecmp(name, transport_names[i])) return i;
-  return -1;
-}
-
 /* Parses a whole decimal integer in [lo, hi]; anything else is an error naming var. */
 static mlcommResult_t parse_int(const char *var, const char *text, int64_t lo, int64_t hi,
                                 int64_t *out) {

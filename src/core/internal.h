@@ -11,29 +11,11 @@
 
 #include "mlcomm/mlcomm.h"
 #include "mlcomm_build_config.h"
+#include "core/ops.h"
 
 #define MLCOMM_ERRMSG_LEN 1024
 #define MLCOMM_MAX_TRANSPORTS 4
 #define MLCOMM_SEQ_RING 64 /* kinds of the last collectives, for timeout diagnosis */
-
-/* What one public call asks for. Filled once by the entry point, read by transports. */
-enum mlcomm_op_kind {
-  MLCOMM_OP_ALLREDUCE,
-  MLCOMM_OP_BROADCAST,
-  MLCOMM_OP_REDUCE,
-  MLCOMM_OP_ALLGATHER,
-  MLCOMM_OP_REDUCESCATTER,
-  MLCOMM_OP_BARRIER,
-  MLCOMM_OP_SEND,
-  MLCOMM_OP_RECV,
-  MLCOMM_OP_KIND_COUNT
-};
-
-enum mlcomm_mem_kind { MLCOMM_MEM_HOST, MLCOMM_MEM_PINNED, MLCOMM_MEM_DEVICE, MLCOMM_MEM_MANAGED };
-
-static inline bool mlcomm_op_is_collective(enum mlcomm_op_kind kind) {
-  return kind != MLCOMM_OP_SEND && kind != MLCOMM_OP_RECV;
-}
 
 struct mlcomm_op {
   enum mlcomm_op_kind kind;
@@ -174,8 +156,6 @@ mlcommResult_t mlcomm_mpi_error(struct mlcomm_comm *comm, int mpi_rc, const char
 mlcommResult_t mlcomm_config_resolve(const mlcommConfig_t *user, const mlcommConfig_t *inherit,
                                      mlcommConfig_t *out);
 mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out);
-const char *mlcomm_transport_name(int transport);
-int mlcomm_transport_from_name(const char *name);
 
 /* ---- communicators (comm.c) */
 /* Validates a handle against the live registry; names `what` in the error. */
@@ -184,7 +164,6 @@ mlcommResult_t mlcomm_comm_check(struct mlcomm_comm *comm, const char *fn);
 struct mlcomm_comm *mlcomm_comm_or_null(struct mlcomm_comm *comm);
 /* Every registered comm, for progress: calls fn on each. */
 void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
-const char *mlcomm_op_kind_name(enum mlcomm_op_kind kind); /* "mlcommAllReduce" ... */
 
 /* ---- requests and progress (request.c) */
 struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm);
@@ -227,7 +206,6 @@ enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr);
 enum mlcomm_mem_kind mlcomm_mem_classify(const void *ptr, int *device);
 /* Whether a GPU is usable in this process (false without CUDA in the build). */
 bool mlcomm_cuda_usable(void);
-const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind);
 
 /* ---- topology (topology.c) */
 /* Collective over comm: fills comm->node_ranks/node_cpus and reports them

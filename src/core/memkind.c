@@ -49,13 +49,3 @@ enum mlcomm_mem_kind mlcomm_mem_kind(const void *ptr) {
   int device;
   return mlcomm_mem_classify(ptr, &device);
 }
-
-const char *mlcomm_mem_kind_name(enum mlcomm_mem_kind kind) {
-  switch (kind) {
-  case MLCOMM_MEM_HOST: return "host";
-  case MLCOMM_MEM_PINNED: return "pinned host";
-  case MLCOMM_MEM_DEVICE: return "device";
-  case MLCOMM_MEM_MANAGED: return "managed";
-  }
-  return "unknown";
-}

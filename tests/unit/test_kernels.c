@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "collectives/reduce.h"
+#include "core/ops.h"
 
 /* Prints the context of a failed element before failing, so one message says which
  * type, op and index went wrong. */
@@ -185,6 +186,59 @@ static void test_name_parsing(void **state) {
   assert_int_equal(mlcomm_op_from_name("su"), -1);
   assert_int_equal(mlcomm_op_from_name("summ"), -1);
   assert_int_equal(mlcomm_op_from_name("mean"), -1);
+}
+
+/* The public lookups are the same tables, with sentences on refusal. */
+static void test_public_lookups(void **state) {
+  (void)state;
+  static const size_t sizes[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2};
+  for (int t = 0; t < mlcommNumTypes; t++) {
+    size_t size = 99;
+    assert_int_equal(mlcommTypeSize((mlcommDataType_t)t, &size), mlcommSuccess);
+    assert_int_equal(size, sizes[t]);
+    mlcommDataType_t back = mlcommNumTypes;
+    assert_int_equal(mlcommTypeFromName(mlcommTypeName((mlcommDataType_t)t), &back),
+                     mlcommSuccess);
+    assert_int_equal(back, t);
+  }
+  size_t size = 99;
+  assert_int_equal(mlcommTypeSize(mlcommNumTypes, &size), mlcommInvalidArgument);
+  assert_int_equal(size, 0);
+  assert_non_null(strstr(mlcommGetLastError(NULL), "datatype is 10"));
+  assert_int_equal(mlcommTypeSize(mlcommFloat32, NULL), mlcommInvalidArgument);
+  assert_string_equal(mlcommTypeName((mlcommDataType_t)-3), "unknown");
+
+  mlcommDataType_t t = mlcommInt64;
+  assert_int_equal(mlcommTypeFromName("fp128", &t), mlcommInvalidArgument);
+  assert_int_equal(t, mlcommInt64); /* untouched */
+  assert_non_null(strstr(mlcommGetLastError(NULL), "'fp128'"));
+  assert_non_null(strstr(mlcommGetLastError(NULL), "bfloat16"));
+  assert_int_equal(mlcommTypeFromName(NULL, &t), mlcommInvalidArgument);
+  assert_int_equal(mlcommTypeFromName("BF16", &t), mlcommSuccess);
+  assert_int_equal(t, mlcommBfloat16);
+
+  for (int op = 0; op < mlcommNumOps; op++) {
+    mlcommRedOp_t back = mlcommNumOps;
+    assert_int_equal(mlcommRedOpFromName(mlcommRedOpName((mlcommRedOp_t)op), &back),
+                     mlcommSuccess);
+    assert_int_equal(back, op);
+  }
+  mlcommRedOp_t op = mlcommMax;
+  assert_int_equal(mlcommRedOpFromName("mean", &op), mlcommInvalidArgument);
+  assert_int_equal(op, mlcommMax);
+  assert_string_equal(mlcommRedOpName(mlcommNumOps), "unknown");
+
+  static const char *const transports[] = {"auto", "mpi", "shm", "nccl"};
+  for (int i = 0; i < mlcommNumTransports; i++) {
+    assert_string_equal(mlcommTransportName((mlcommTransport_t)i), transports[i]);
+    mlcommTransport_t back = mlcommNumTransports;
+    assert_int_equal(mlcommTransportFromName(transports[i], &back), mlcommSuccess);
+    assert_int_equal(back, i);
+  }
+  mlcommTransport_t tr = mlcommTransportShm;
+  assert_int_equal(mlcommTransportFromName("ucx", &tr), mlcommInvalidArgument);
+  assert_int_equal(tr, mlcommTransportShm);
+  assert_string_equal(mlcommTransportName(mlcommNumTransports), "unknown");
 }
 
 /* ---------------------------------------------------------------- float16 */
@@ -1069,6 +1123,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_type_sizes_and_names),
       cmocka_unit_test(test_name_parsing),
+      cmocka_unit_test(test_public_lookups),
       cmocka_unit_test(test_half_to_float_all),
       cmocka_unit_test(test_float_to_half_edges),
       cmocka_unit_test(test_float_to_half_sweep),

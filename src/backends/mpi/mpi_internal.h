@@ -85,7 +85,6 @@ struct mpi_op {
   struct mpi_pinned *block;
   struct mpi_slot slot[MPI_STAGE_MAX_SLOTS];
   struct mpi_recv *recv_entry;
-  bool started;
 };
 
 /* datatypes.c */

@@ -3,6 +3,8 @@
  * ncclGetLastError's detail when the library has one), and mlcomm's types and
  * reduction ops as NCCL's.
  */
+#include <stdio.h>
+
 #include "backends/nccl/nccl_internal.h"
 
 mlcommResult_t nccl_map_result(ncclResult_t r) {
@@ -31,30 +33,29 @@ static const char *last_detail(ncclComm_t nc) {
 #endif
 }
 
+/* "allreduce (seq 7) on the NCCL transport", or "NCCL transport" outside a call. */
+static const char *where(const struct mlcomm_op *op, char *buf, size_t len) {
+  if (op == NULL) return "NCCL transport";
+  snprintf(buf, len, "%s (seq %llu) on the NCCL transport", mlcomm_op_kind_name(op->kind),
+           (unsigned long long)op->seq);
+  return buf;
+}
+
 mlcommResult_t nccl_fail(struct nccl_state *st, const struct mlcomm_op *op, ncclResult_t r,
                          const char *call) {
   const char *detail = last_detail(st ? st->nc : NULL);
-  struct mlcomm_comm *comm = st ? st->comm : NULL;
-  if (op)
-    return mlcomm_error(comm, nccl_map_result(r), "%s (seq %llu) on the NCCL transport: %s failed: "
-                        "%s%s%s",
-                        mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, call,
-                        ncclGetErrorString(r), detail && *detail ? ": " : "",
-                        detail ? detail : "");
-  return mlcomm_error(comm, nccl_map_result(r), "NCCL transport: %s failed: %s%s%s", call,
-                      ncclGetErrorString(r), detail && *detail ? ": " : "", detail ? detail : "");
+  char buf[128];
+  return mlcomm_error(st ? st->comm : NULL, nccl_map_result(r), "%s: %s failed: %s%s%s",
+                      where(op, buf, sizeof buf), call, ncclGetErrorString(r),
+                      detail && *detail ? ": " : "", detail ? detail : "");
 }
 
 mlcommResult_t nccl_cuda_fail(struct nccl_state *st, const struct mlcomm_op *op, cudaError_t e,
                               const char *call) {
   cudaGetLastError(); /* clear a non-sticky error */
-  if (op)
-    return mlcomm_error(st->comm, mlcommInternalError,
-                        "%s (seq %llu) on the NCCL transport: %s failed: %s",
-                        mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, call,
-                        cudaGetErrorString(e));
-  return mlcomm_error(st->comm, mlcommInternalError, "NCCL transport: %s failed: %s", call,
-                      cudaGetErrorString(e));
+  char buf[128];
+  return mlcomm_error(st->comm, mlcommInternalError, "%s: %s failed: %s",
+                      where(op, buf, sizeof buf), call, cudaGetErrorString(e));
 }
 
 bool nccl_type(mlcommDataType_t t, ncclDataType_t *out) {

@@ -23,10 +23,6 @@
 static _Thread_local int group_depth;
 static _Thread_local struct nccl_op *group_pending;
 
-static bool is_p2p(const struct mlcomm_op *op) {
-  return op->kind == MLCOMM_OP_SEND || op->kind == MLCOMM_OP_RECV;
-}
-
 static bool nccl_supports(void *state, const struct mlcomm_op *op) {
   (void)state;
   ncclDataType_t t;
@@ -75,7 +71,7 @@ static mlcommResult_t nccl_start(void *state, struct mlcomm_op *op) {
     op->tstate = NULL;
     return nccl_cuda_fail(st, op, e, "cudaEventCreateWithFlags");
   }
-  mlcommResult_t res = is_p2p(op) ? nccl_p2p_enqueue(st, op, no->stream)
+  mlcommResult_t res = !mlcomm_op_is_collective(op->kind) ? nccl_p2p_enqueue(st, op, no->stream)
                                   : nccl_coll_enqueue(st, op, no->stream);
   if (res != mlcommSuccess) return res;
   if (group_depth > 0) { /* queued by NCCL at ncclGroupEnd: record then */
