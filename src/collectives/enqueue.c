@@ -47,6 +47,7 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
   bool empty = op->count == 0 && op->kind != MLCOMM_OP_BARRIER &&
                mlcomm_op_is_collective(op->kind);
   const struct mlcomm_tinst *ti = NULL;
+  op->alg = -1;
   if (!empty) {
     ti = mlcomm_transport_select(comm, op, fn);
     if (ti == NULL) return mlcommUnsupported;
@@ -55,10 +56,7 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
   if (req == NULL) return mlcomm_error(comm, mlcommSystemError, "%s: out of memory", fn);
   req->op = *op;
   req->ti = ti;
-  if (empty) {
-    req->state = MLCOMM_REQ_DONE;
-    req->result = mlcommSuccess;
-  }
+  if (empty) mlcomm_request_complete_now(req);
   if (async_out) {
     *async_out = mlcomm_handle_register(req);
     if (*async_out == MLCOMM_REQUEST_NULL) {

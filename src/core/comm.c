@@ -10,6 +10,7 @@
 
 #include "backends/transport.h"
 #include "core/internal.h"
+#include "core/params.h"
 
 #define COMM_MAGIC 0x6d6c636du
 
@@ -110,22 +111,29 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
                                   const mlcommConfig_t *user, const mlcommConfig_t *inherit,
                                   const char *fn) {
   mlcommConfig_t config;
-  struct mlcomm_tuning tuning;
+  int64_t *params = NULL;
   mlcommResult_t res = mlcomm_config_resolve(user, inherit, &config);
-  if (res == mlcommSuccess) res = mlcomm_tuning_read(&tuning);
+  if (res == mlcommSuccess) res = mlcomm_params_read(&params);
   res = agree(mpi, res, fn);
-  if (res != mlcommSuccess) return res;
+  if (res != mlcommSuccess) {
+    free(params);
+    return res;
+  }
 
   struct mlcomm_comm *comm = calloc(1, sizeof *comm);
-  if (comm == NULL) return mlcomm_error(NULL, mlcommSystemError, "%s: out of memory", fn);
+  if (comm == NULL) {
+    free(params);
+    return mlcomm_error(NULL, mlcommSystemError, "%s: out of memory", fn);
+  }
   comm->magic = COMM_MAGIC;
   comm->config = config;
-  comm->tuning = tuning;
+  comm->params = params;
   comm->user_comm = mpi;
   comm->coll_comm = comm->p2p_comm = comm->diag_comm = MPI_COMM_NULL;
   comm->node_ranks = comm->node_cpus = 1;
   comm->spin_ms = 0.05;
   mlcomm_set_debug_level(config.debugLevel);
+  mlcomm_params_warn_unknown();
   MPI_Comm_rank(mpi, &comm->rank);
   MPI_Comm_size(mpi, &comm->nranks);
 
@@ -138,6 +146,7 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
   if (res != mlcommSuccess) {
     mlcomm_transports_fini(comm);
     free_mpi_comms(comm);
+    free(comm->params);
     free(comm);
     return res;
   }
@@ -213,6 +222,7 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm) {
   if (comm->owns_user_comm) MPI_Comm_free(&comm->user_comm);
   mlcomm_request_free_spares(comm);
   comm->magic = 0;
+  free(comm->params);
   free(comm);
   return mlcommSuccess;
 }
@@ -222,28 +232,16 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
   MLCOMM_CHECK(mlcomm_comm_check(comm, fn));
   registry_remove(comm);
   /* Requests the caller holds handles to stay resolvable and report the abort; the
-   * rest go now. MPI may still own buffers of collectives in flight, so transports
-   * abandon (not free) those, and the duplicate MPI communicators are left to MPI. */
-  while (comm->live) {
-    struct mlcomm_request *req = comm->live;
-    comm->live = req->next;
-    if (req->state == MLCOMM_REQ_ACTIVE && req->ti) req->ti->t->release(req->ti->state, &req->op, true);
-    req->comm = NULL;
-    req->ti = NULL; /* its transport instance goes with the comm */
-    req->prev = req->next = NULL;
-    if (req->state != MLCOMM_REQ_DONE) {
-      req->state = MLCOMM_REQ_DONE;
-      req->result = mlcommRemoteError;
-    }
-    if (!req->user_visible || req->orphan) mlcomm_request_release(req);
-  }
-  comm->nlive = 0;
+   * rest go now. The duplicate MPI communicators are left to MPI, which may still own
+   * buffers of collectives in flight. */
+  mlcomm_request_abandon_all(comm);
   /* Transports that can tell their peers (the shared-memory one) release them now. */
   for (int i = 0; i < comm->ntransports; i++)
     if (comm->transports[i].t->abort) comm->transports[i].t->abort(comm->transports[i].state);
   MLCOMM_INFO("comm %p aborted", (void *)comm);
   mlcomm_request_free_spares(comm);
   comm->magic = 0;
+  free(comm->params);
   free(comm);
   return mlcommSuccess;
 }

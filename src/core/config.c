@@ -1,7 +1,7 @@
 /*
- * Configuration: the versioned mlcommConfig_t, the MLCOMM_* environment variables
- * behind each of its fields, and the tuning variables. Every variable is declared
- * here and documented in docs/configuration.md.
+ * Configuration: the versioned mlcommConfig_t and the MLCOMM_* variables behind its
+ * fields, plus the core's other settings. Transports declare their own tuning
+ * variables beside their code (MLCOMM_PARAM); docs/configuration.md lists them all.
  */
 #include <errno.h>
 #include <limits.h>
@@ -11,56 +11,28 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "core/params.h"
 
 #define DEFAULT_TIMEOUT_MS 300000 /* five minutes: long enough for any sane collective */
 
-/* Parses a whole decimal integer in [lo, hi]; anything else is an error naming var. */
-static mlcommResult_t parse_int(const char *var, const char *text, int64_t lo, int64_t hi,
-                                int64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  while (end && (*end == ' ' || *end == '\t')) end++;
-  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
-    return mlcomm_error(NULL, mlcommInvalidArgument,
-                        "environment variable %s='%s' is not an integer in [%lld, %lld]", var,
-                        text, (long long)lo, (long long)hi);
-  *out = v;
-  return mlcommSuccess;
-}
+/* The core's own variables; every transport declares its own beside its code. */
+static const struct mlcomm_param_word transport_words[] = {
+    {"auto", mlcommTransportAuto}, {"mpi", mlcommTransportMpi}, {"shm", mlcommTransportShm},
+    {"nccl", mlcommTransportNccl}, {NULL, 0}};
+MLCOMM_PARAM_WORDS(Transport, "MLCOMM_TRANSPORT", mlcommTransportAuto, 1, 0, transport_words);
+MLCOMM_PARAM(TimeoutMs, "MLCOMM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 0, INT_MAX);
+static const struct mlcomm_param_word debug_words[] = {
+    {"NONE", 0}, {"WARN", MLCOMM_LOG_WARN}, {"INFO", MLCOMM_LOG_INFO},
+    {"TRACE", MLCOMM_LOG_TRACE}, {NULL, 0}};
+MLCOMM_PARAM_WORDS(Debug, "MLCOMM_DEBUG", 0, 0, MLCOMM_LOG_TRACE, debug_words);
+/* After a timeout, how long the timed-out rank waits for its peers' answers (diag.c). */
+MLCOMM_PARAM(DiagMs, "MLCOMM_DIAG_MS", 1000, 0, 60000);
 
-static mlcommResult_t env_int(const char *var, int64_t lo, int64_t hi, int64_t *out) {
-  const char *text = getenv(var);
-  if (text == NULL || *text == '\0') return mlcommSuccess; /* keep *out */
-  return parse_int(var, text, lo, hi, out);
-}
-
-static mlcommResult_t env_transport(int *out) {
-  const char *text = getenv("MLCOMM_TRANSPORT");
-  if (text == NULL || *text == '\0') return mlcommSuccess;
-  int t = mlcomm_transport_from_name(text);
-  if (t < 0)
-    return mlcomm_error(NULL, mlcommInvalidArgument,
-                        "environment variable MLCOMM_TRANSPORT='%s' is not one of "
-                        "auto, mpi, shm, nccl",
-                        text);
-  *out = t;
-  return mlcommSuccess;
-}
-
-static mlcommResult_t env_debug(int *out) {
-  const char *text = getenv("MLCOMM_DEBUG");
-  if (text == NULL || *text == '\0') return mlcommSuccess;
-  static const char *const names[] = {"NONE", "WARN", "INFO", "TRACE"};
-  for (int i = 0; i < 4; i++)
-    if (!strcasecmp(text, names[i])) {
-      *out = i;
-      return mlcommSuccess;
-    }
-  int64_t v = 0;
-  MLCOMM_CHECK(parse_int("MLCOMM_DEBUG", text, 0, 3, &v));
-  *out = (int)v;
-  return mlcommSuccess;
+int mlcomm_debug_from_env(void) {
+  const char *text = getenv(mlcomm_param_Debug.env);
+  int64_t level = 0;
+  if (text && *text && !mlcomm_param_parse(&mlcomm_param_Debug, text, &level)) level = 0;
+  return (int)level;
 }
 
 /* The fields this library version knows, and the offset each ends at, so an older
@@ -104,11 +76,13 @@ mlcommResult_t mlcomm_config_resolve(const mlcommConfig_t *user, const mlcommCon
     out->transport = mlcommTransportAuto;
     out->timeoutMs = DEFAULT_TIMEOUT_MS;
     out->debugLevel = 0;
-    int64_t timeout = out->timeoutMs;
-    MLCOMM_CHECK(env_transport(&out->transport));
-    MLCOMM_CHECK(env_int("MLCOMM_TIMEOUT_MS", 0, INT_MAX, &timeout));
+    int64_t transport, timeout, debug;
+    MLCOMM_CHECK(mlcomm_param_env(&mlcomm_param_Transport, &transport));
+    MLCOMM_CHECK(mlcomm_param_env(&mlcomm_param_TimeoutMs, &timeout));
+    MLCOMM_CHECK(mlcomm_param_env(&mlcomm_param_Debug, &debug));
+    out->transport = (int)transport;
     out->timeoutMs = (int)timeout;
-    MLCOMM_CHECK(env_debug(&out->debugLevel));
+    out->debugLevel = (int)debug;
   }
   TAKE(user, out, transport);
   TAKE(user, out, timeoutMs);
@@ -125,49 +99,5 @@ mlcommResult_t mlcomm_config_resolve(const mlcommConfig_t *user, const mlcommCon
     return mlcomm_error(NULL, mlcommInvalidArgument,
                         "config.debugLevel is %d, expected 0 (silent) to 3 (trace)",
                         out->debugLevel);
-  return mlcommSuccess;
-}
-
-/* Tuning variables: name, default, range. One table, read once per communicator. */
-struct tuning_param {
-  const char *env;
-  int64_t def, lo, hi;
-  size_t offset;
-};
-
-static const struct tuning_param tuning_params[] = {
-    {"MLCOMM_MPI_RING_BYTES", 4096, -1, INT64_MAX,
-     offsetof(struct mlcomm_tuning, mpi_ring_bytes)},
-    {"MLCOMM_MPI_RD_MAX_BYTES", 512, 0, INT64_MAX,
-     offsetof(struct mlcomm_tuning, mpi_rd_max_bytes)},
-    {"MLCOMM_MPI_BINOMIAL_BYTES", 0, -1, INT64_MAX,
-     offsetof(struct mlcomm_tuning, mpi_binomial_bytes)},
-    {"MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX,
-     offsetof(struct mlcomm_tuning, mpi_chunk_elems)},
-    {"MLCOMM_MPI_STAGE_BYTES", 4 << 20, 4096, 1 << 30,
-     offsetof(struct mlcomm_tuning, mpi_stage_bytes)},
-    {"MLCOMM_MPI_STAGE_SLOTS", 3, 2, 16, offsetof(struct mlcomm_tuning, mpi_stage_slots)},
-    {"MLCOMM_DIAG_MS", 1000, 0, 60000, offsetof(struct mlcomm_tuning, diag_ms)},
-    {"MLCOMM_SHM_SLICE_BYTES", 256 << 10, 1024, 64 << 20,
-     offsetof(struct mlcomm_tuning, shm_slice_bytes)},
-    {"MLCOMM_SHM_SLOTS", 4, 2, 64, offsetof(struct mlcomm_tuning, shm_slots)},
-    {"MLCOMM_SHM_SMALL_BYTES", 8192, 0, 1 << 20, offsetof(struct mlcomm_tuning, shm_small_bytes)},
-    {"MLCOMM_SHM_POOL_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 40,
-     offsetof(struct mlcomm_tuning, shm_pool_bytes)},
-    {"MLCOMM_SHM_LIVENESS_MS", 200, 10, 60000, offsetof(struct mlcomm_tuning, shm_liveness_ms)},
-    {"MLCOMM_SHM_NT_BYTES", 8 << 20, -1, INT64_MAX, offsetof(struct mlcomm_tuning, shm_nt_bytes)},
-    {"MLCOMM_SHM_SPIN", 0, 0, 1, offsetof(struct mlcomm_tuning, shm_spin)},
-    {"MLCOMM_SHM_CMA", 1, 0, 1, offsetof(struct mlcomm_tuning, shm_cma)},
-    {"MLCOMM_SHM_CMA_ALLREDUCE_BYTES", 4 << 20, 0, INT64_MAX,
-     offsetof(struct mlcomm_tuning, shm_cma_allreduce_bytes)},
-};
-
-mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out) {
-  for (size_t i = 0; i < sizeof tuning_params / sizeof tuning_params[0]; i++) {
-    const struct tuning_param *p = &tuning_params[i];
-    int64_t *field = (int64_t *)((char *)out + p->offset);
-    *field = p->def;
-    MLCOMM_CHECK(env_int(p->env, p->lo, p->hi, field));
-  }
   return mlcommSuccess;
 }

@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/params.h"
+
+MLCOMM_PARAM_EXTERN(DiagMs);
 
 #define TAG_QUERY 1
 #define TAG_REPLY 2
@@ -62,7 +65,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
     MPI_Irecv(r[p], R_LEN, MPI_LONG_LONG, p, TAG_REPLY, comm->diag_comm, &rreq[p]);
     MPI_Isend(q, Q_LEN, MPI_LONG_LONG, p, TAG_QUERY, comm->diag_comm, &sreq[p]);
   }
-  double t0 = mlcomm_now_ms(), deadline = t0 + (double)comm->tuning.diag_ms;
+  double t0 = mlcomm_now_ms(), deadline = t0 + (double)mlcomm_param(comm, &mlcomm_param_DiagMs);
   int pending = n - 1;
   while (pending > 0 && mlcomm_now_ms() < deadline) {
     for (int p = 0; p < n; p++) {
@@ -99,7 +102,7 @@ void mlcomm_diag_report(struct mlcomm_comm *comm, const struct mlcomm_op *op, ch
     if (p == comm->rank) continue;
     if (!got[p]) {
       mlcomm_append(buf, len, "%s %d (no answer within %lld ms: busy outside mlcomm, hung or dead)",
-             missing ? "," : "", p, (long long)comm->tuning.diag_ms);
+             missing ? "," : "", p, (long long)mlcomm_param(comm, &mlcomm_param_DiagMs));
       missing++;
     } else if ((uint64_t)r[p][R_STARTED] <= op->seq) {
       mlcomm_append(buf, len, "%s %d (has started only %lld collectives, so not seq %llu)",

@@ -32,14 +32,7 @@ MLCOMM_API const char *mlcommGetLastError(mlcommComm_t comm) {
 }
 
 int mlcomm_debug_level(void) {
-  if (debug_level < 0) {
-    const char *env = getenv("MLCOMM_DEBUG");
-    int level = env ? atoi(env) : 0;
-    if (env && (!strcmp(env, "WARN") || !strcmp(env, "warn"))) level = MLCOMM_LOG_WARN;
-    if (env && (!strcmp(env, "INFO") || !strcmp(env, "info"))) level = MLCOMM_LOG_INFO;
-    if (env && (!strcmp(env, "TRACE") || !strcmp(env, "trace"))) level = MLCOMM_LOG_TRACE;
-    debug_level = level < 0 ? 0 : level;
-  }
+  if (debug_level < 0) debug_level = mlcomm_debug_from_env();
   return debug_level;
 }
 

@@ -31,6 +31,7 @@ struct mlcomm_op {
   bool in_place;
   enum mlcomm_mem_kind send_mem, recv_mem; /* classified once, in mlcomm_enqueue */
   int send_dev, recv_dev; /* CUDA device ordinal of device/managed buffers, else -1 */
+  int alg;               /* the transport's algorithm: pinned by tune (or -1), then run */
   mlcommStatus_t status; /* filled when the op completes */
   void *tstate;          /* the transport's per-op state */
 };
@@ -40,9 +41,12 @@ struct mlcomm_comm;
 /* A transport as registered in src/backends/registry.c (see transport.h). */
 struct mlcomm_transport;
 
+struct mlcomm_tune; /* see transport.h */
+
 struct mlcomm_tinst {
   const struct mlcomm_transport *t;
   void *state;
+  struct mlcomm_tune *tune; /* its scores and algorithm pins by kind and size */
 };
 
 enum mlcomm_req_state { MLCOMM_REQ_DEFERRED, MLCOMM_REQ_ACTIVE, MLCOMM_REQ_DONE };
@@ -53,6 +57,7 @@ struct mlcomm_request {
   struct mlcomm_op op;
   enum mlcomm_req_state state;
   mlcommResult_t result;
+  double t_start;                /* when it started (for the trace log) */
   bool orphan;                   /* its blocking caller gave up: free once done */
   bool user_visible;             /* an Async handle was returned to the caller */
   bool in_group;                 /* on this thread's open group list */
@@ -61,26 +66,6 @@ struct mlcomm_request {
   uint64_t handle;
   struct mlcomm_request *prev, *next; /* the comm's list of live requests */
   struct mlcomm_request *group_next;  /* the thread's group list */
-};
-
-/* Tuning read from the environment at init (declared in config.c). */
-struct mlcomm_tuning {
-  int64_t mpi_ring_bytes;     /* allreduce at or above this uses libnbc's ring; -1 never */
-  int64_t mpi_rd_max_bytes;   /* allreduce below this uses libnbc's recursive doubling */
-  int64_t mpi_binomial_bytes; /* reduce at or above this uses libnbc's binomial; -1 never */
-  int64_t mpi_chunk_elems;  /* most elements handed to one MPI call */
-  int64_t mpi_stage_bytes;  /* staged device buffers: bytes per pipelined chunk */
-  int64_t mpi_stage_slots;  /* staged device buffers: chunks in the pipeline at once */
-  int64_t diag_ms;          /* how long a timed-out rank waits for peers' answers */
-  int64_t shm_slice_bytes;  /* shm: pipeline slice of the large algorithms */
-  int64_t shm_slots;        /* shm: slices in flight (staging slots per rank) */
-  int64_t shm_small_bytes;  /* shm: at or below, one-shot through the small slots */
-  int64_t shm_pool_bytes;   /* shm: per-rank zero-copy pool for mlcommMemAlloc */
-  int64_t shm_liveness_ms;  /* shm: how often a waiting rank checks its peers' pids */
-  int64_t shm_nt_bytes;     /* shm: ops this large write results with streaming stores */
-  int64_t shm_spin;         /* shm: 1 keeps spinning even when oversubscribed */
-  int64_t shm_cma;          /* shm: 0 never reads peers' memory with process_vm_readv */
-  int64_t shm_cma_allreduce_bytes; /* shm: allreduce below this goes direct over CMA */
 };
 
 struct mlcomm_comm {
@@ -94,7 +79,7 @@ struct mlcomm_comm {
   int node_ranks, node_cpus; /* ranks of this comm on this node, and the CPUs they share */
   double spin_ms;            /* how long a wait spins before yielding (0: oversubscribed) */
   mlcommConfig_t config; /* resolved: no UNDEF fields */
-  struct mlcomm_tuning tuning;
+  int64_t *params; /* every MLCOMM_PARAM's value, read at creation (core/params.h) */
   struct mlcomm_tinst transports[MLCOMM_MAX_TRANSPORTS];
   int ntransports;
   uint64_t coll_seq; /* collectives started so far */
@@ -155,7 +140,8 @@ mlcommResult_t mlcomm_mpi_error(struct mlcomm_comm *comm, int mpi_rc, const char
 /* ---- configuration (config.c) */
 mlcommResult_t mlcomm_config_resolve(const mlcommConfig_t *user, const mlcommConfig_t *inherit,
                                      mlcommConfig_t *out);
-mlcommResult_t mlcomm_tuning_read(struct mlcomm_tuning *out);
+/* MLCOMM_DEBUG as a level, 0 when unset or unparsable (creation reports the latter). */
+int mlcomm_debug_from_env(void);
 
 /* ---- communicators (comm.c) */
 /* Validates a handle against the live registry; names `what` in the error. */
@@ -169,6 +155,17 @@ void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
 struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm);
 void mlcomm_request_release(struct mlcomm_request *req);
 mlcommResult_t mlcomm_request_start(struct mlcomm_request *req);
+/* Completes a request that needs no transport (count 0) at once. */
+void mlcomm_request_complete_now(struct mlcomm_request *req);
+/* Groups (group.c) change a request's state only through these: it joins the open
+ * group; whether GroupEnd should start it; it leaves the group (false when it was
+ * released meanwhile and is now freed). */
+void mlcomm_request_group_enter(struct mlcomm_request *req);
+bool mlcomm_request_group_starts(const struct mlcomm_request *req);
+bool mlcomm_request_group_leave(struct mlcomm_request *req);
+/* mlcommCommAbort: fails every live request of comm with mlcommRemoteError, releasing
+ * those no caller holds a handle to. */
+void mlcomm_request_abandon_all(struct mlcomm_comm *comm);
 /* Frees the comm's spare requests (destroy, abort). */
 void mlcomm_request_free_spares(struct mlcomm_comm *comm);
 /* Advances one request; true once it is DONE. */

@@ -130,14 +130,76 @@ void mlcomm_request_free_spares(struct mlcomm_comm *comm) {
   comm->nspare = 0;
 }
 
+/* MLCOMM_DEBUG=TRACE: one line per call, when it completes. */
+static void trace(const struct mlcomm_request *req, const char *outcome) {
+  const struct mlcomm_op *op = &req->op;
+  char what[160] = "";
+  if (op->kind != MLCOMM_OP_BARRIER)
+    mlcomm_append(what, sizeof what, " %zu x %s", op->count, mlcomm_type_name(op->dtype));
+  if (mlcomm_op_has_redop(op->kind)) mlcomm_append(what, sizeof what, " %s", mlcomm_op_name(op->redop));
+  if (op->kind == MLCOMM_OP_BROADCAST || op->kind == MLCOMM_OP_REDUCE)
+    mlcomm_append(what, sizeof what, " root %d", op->root);
+  if (!mlcomm_op_is_collective(op->kind))
+    mlcomm_append(what, sizeof what, " %s %d tag %d", op->kind == MLCOMM_OP_SEND ? "to" : "from",
+                  op->peer, op->tag);
+  if (op->in_place) mlcomm_append(what, sizeof what, " in place");
+  size_t bytes = req->comm ? mlcomm_op_size(req->comm, op) : op->status.bytes;
+  const struct mlcomm_transport *t = req->ti ? req->ti->t : NULL;
+  MLCOMM_TRACE("%s seq %llu:%s%s %zu bytes, %s/%s, %.3f ms, %s", mlcomm_op_kind_name(op->kind),
+               (unsigned long long)op->seq, what, what[0] ? "," : "", bytes, t ? t->name : "none",
+               mlcomm_transport_alg_name(t, op->alg), mlcomm_now_ms() - req->t_start, outcome);
+}
+
 static void finish(struct mlcomm_request *req, mlcommResult_t res) {
-  req->ti->t->release(req->ti->state, &req->op, false);
+  if (req->ti) req->ti->t->release(req->ti->state, &req->op, false);
   req->state = MLCOMM_REQ_DONE;
   req->result = res;
+  if (mlcomm_debug_level() >= MLCOMM_LOG_TRACE) trace(req, mlcommGetErrorString(res));
+}
+
+void mlcomm_request_complete_now(struct mlcomm_request *req) {
+  req->t_start = mlcomm_now_ms();
+  finish(req, mlcommSuccess);
+}
+
+void mlcomm_request_group_enter(struct mlcomm_request *req) { req->in_group = true; }
+
+bool mlcomm_request_group_starts(const struct mlcomm_request *req) {
+  return !req->released && req->comm != NULL && req->state == MLCOMM_REQ_DEFERRED;
+}
+
+bool mlcomm_request_group_leave(struct mlcomm_request *req) {
+  req->in_group = false;
+  if (!req->released) return true;
+  free(req);
+  return false;
+}
+
+void mlcomm_request_abandon_all(struct mlcomm_comm *comm) {
+  while (comm->live) {
+    struct mlcomm_request *req = comm->live;
+    comm->live = req->next;
+    /* MPI may still own the buffers of a collective in flight: the transport abandons
+     * (not frees) what it must. */
+    if (req->state == MLCOMM_REQ_ACTIVE && req->ti) req->ti->t->release(req->ti->state, &req->op, true);
+    if (req->state != MLCOMM_REQ_DONE && mlcomm_debug_level() >= MLCOMM_LOG_TRACE)
+      trace(req, "aborted");
+    req->comm = NULL;
+    req->ti = NULL; /* its transport instance goes with the comm */
+    req->prev = req->next = NULL;
+    if (req->state != MLCOMM_REQ_DONE) {
+      req->state = MLCOMM_REQ_DONE;
+      req->result = mlcommRemoteError;
+    }
+    /* Handles the caller holds stay resolvable and report the abort. */
+    if (!req->user_visible || req->orphan) mlcomm_request_release(req);
+  }
+  comm->nlive = 0;
 }
 
 mlcommResult_t mlcomm_request_start(struct mlcomm_request *req) {
   req->state = MLCOMM_REQ_ACTIVE;
+  if (mlcomm_debug_level() >= MLCOMM_LOG_TRACE) req->t_start = mlcomm_now_ms();
   mlcommResult_t res = req->ti->t->start(req->ti->state, &req->op);
   if (res != mlcommSuccess) finish(req, res);
   return res;

@@ -1,6 +1,6 @@
 /*
  * Point-to-point entry points. Send and Recv go through the same funnel as the
- * collectives; Probe asks the transport that does matching (MPI) and waits with the
+ * collectives; Probe asks the transport whose caps say it probes and waits with the
  * same deadline and backoff as every other wait.
  */
 #include "backends/transport.h"
@@ -57,12 +57,8 @@ static mlcommResult_t probe_args(mlcommComm_t comm, const char *fn, int peer, in
     return mlcomm_error(comm, mlcommInvalidArgument,
                         "%s: tag is %d, expected 0..%d or MLCOMM_ANY_TAG", fn, tag,
                         MLCOMM_TAG_MAX);
-  for (int i = 0; i < comm->ntransports; i++)
-    if (comm->transports[i].t->probe) {
-      *ti = &comm->transports[i];
-      return mlcommSuccess;
-    }
-  return mlcomm_error(comm, mlcommUnsupported, "%s: no transport in this build can probe", fn);
+  *ti = mlcomm_transport_for_probe(comm, fn);
+  return *ti ? mlcommSuccess : mlcommUnsupported;
 }
 
 MLCOMM_API mlcommResult_t mlcommIprobe(int peer, int tag, mlcommComm_t comm, int *found,

@@ -9,11 +9,18 @@
 #include <cmocka.h>
 
 #include "core/internal.h"
+#include "core/params.h"
+
+MLCOMM_PARAM_EXTERN(MpiChunkElems);
+MLCOMM_PARAM_EXTERN(MpiRingBytes);
+MLCOMM_PARAM_EXTERN(DiagMs);
+MLCOMM_PARAM_EXTERN(ShmSlots);
 
 static int clear_env(void **state) {
   (void)state;
   const char *vars[] = {"MLCOMM_TRANSPORT", "MLCOMM_TIMEOUT_MS", "MLCOMM_DEBUG",
-                        "MLCOMM_MPI_RING_BYTES", "MLCOMM_MPI_CHUNK_ELEMS", "MLCOMM_DIAG_MS"};
+                        "MLCOMM_MPI_RING_BYTES", "MLCOMM_MPI_CHUNK_ELEMS", "MLCOMM_DIAG_MS",
+                        "MLCOMM_SHM_SLOTS"};
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) unsetenv(vars[i]);
   return 0;
 }
@@ -114,20 +121,68 @@ static void inherit_ignores_env(void **state) {
   assert_int_equal(out.timeoutMs, 42);
 }
 
+/* Variables declared by the transports beside their code are read with the core's. */
 static void tuning_defaults_and_overrides(void **state) {
   (void)state;
-  struct mlcomm_tuning t;
-  assert_int_equal(mlcomm_tuning_read(&t), mlcommSuccess);
-  assert_int_equal(t.mpi_chunk_elems, 2147483647);
-  assert_int_equal(t.diag_ms, 1000);
+  int64_t *v = NULL;
+  assert_int_equal(mlcomm_params_read(&v), mlcommSuccess);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_MpiChunkElems), 2147483647);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_DiagMs), 1000);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_ShmSlots), 4);
+  free(v);
   setenv("MLCOMM_MPI_CHUNK_ELEMS", "1000", 1);
   setenv("MLCOMM_MPI_RING_BYTES", "-1", 1);
-  assert_int_equal(mlcomm_tuning_read(&t), mlcommSuccess);
-  assert_int_equal(t.mpi_chunk_elems, 1000);
-  assert_int_equal(t.mpi_ring_bytes, -1);
+  setenv("MLCOMM_SHM_SLOTS", " 8", 1);
+  assert_int_equal(mlcomm_params_read(&v), mlcommSuccess);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_MpiChunkElems), 1000);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_MpiRingBytes), -1);
+  assert_int_equal(mlcomm_param_at(v, &mlcomm_param_ShmSlots), 8);
+  free(v);
   setenv("MLCOMM_MPI_CHUNK_ELEMS", "0", 1);
-  assert_int_equal(mlcomm_tuning_read(&t), mlcommInvalidArgument);
-  assert_non_null(strstr(mlcommGetLastError(NULL), "MLCOMM_MPI_CHUNK_ELEMS"));
+  assert_int_equal(mlcomm_params_read(&v), mlcommInvalidArgument);
+  assert_null(v);
+  assert_non_null(strstr(mlcommGetLastError(NULL), "MLCOMM_MPI_CHUNK_ELEMS='0'"));
+  assert_non_null(strstr(mlcommGetLastError(NULL), "[1, 2147483647]"));
+  setenv("MLCOMM_MPI_CHUNK_ELEMS", "1000", 1);
+  setenv("MLCOMM_SHM_SLOTS", "65", 1);
+  assert_int_equal(mlcomm_params_read(&v), mlcommInvalidArgument);
+  assert_non_null(strstr(mlcommGetLastError(NULL), "MLCOMM_SHM_SLOTS='65'"));
+}
+
+/* One parser for MLCOMM_DEBUG: names and numbers, and an error listing both. */
+static void debug_names_and_numbers(void **state) {
+  (void)state;
+  const char *ok[][2] = {{"NONE", "0"}, {"warn", "1"}, {"Info", "2"}, {"TRACE", "3"},
+                         {"0", "0"}, {"3", "3"}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    setenv("MLCOMM_DEBUG", ok[i][0], 1);
+    mlcommConfig_t out;
+    assert_int_equal(mlcomm_config_resolve(NULL, NULL, &out), mlcommSuccess);
+    assert_int_equal(out.debugLevel, atoi(ok[i][1]));
+    assert_int_equal(mlcomm_debug_from_env(), atoi(ok[i][1]));
+  }
+  const char *bad[] = {"4", "-1", "verbose", "2x", "INFOS"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    setenv("MLCOMM_DEBUG", bad[i], 1);
+    mlcommConfig_t out;
+    assert_int_equal(mlcomm_config_resolve(NULL, NULL, &out), mlcommInvalidArgument);
+    const char *msg = mlcommGetLastError(NULL);
+    assert_non_null(strstr(msg, "one of NONE, WARN, INFO, TRACE or an integer in [0, 3]"));
+    assert_int_equal(mlcomm_debug_from_env(), 0); /* the lazy reader stays quiet */
+  }
+}
+
+/* A misspelled variable is recognised as unknown; every declared one is known. */
+static void unknown_variables_are_recognised(void **state) {
+  (void)state;
+  const char *known[] = {"MLCOMM_TIMEOUT_MS", "MLCOMM_DEBUG", "MLCOMM_TRANSPORT",
+                         "MLCOMM_DIAG_MS", "MLCOMM_SHM_SLICE_BYTES", "MLCOMM_MPI_STAGE_SLOTS",
+                         "MLCOMM_SHM_TUNE", "MLCOMM_MPI_TUNE", "MLCOMM_LIBRARY"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    assert_true(mlcomm_param_known(known[i]));
+  const char *unknown[] = {"MLCOMM_TIMOUT_MS", "MLCOMM_SHM_SLICE", "MLCOMM_", "MLCOMM_TUNE"};
+  for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+    assert_false(mlcomm_param_known(unknown[i]));
 }
 
 static void transport_names_round_trip(void **state) {
@@ -148,6 +203,8 @@ int main(void) {
       cmocka_unit_test_setup(older_smaller_struct_reads_only_its_fields, clear_env),
       cmocka_unit_test_setup(inherit_ignores_env, clear_env),
       cmocka_unit_test_setup(tuning_defaults_and_overrides, clear_env),
+      cmocka_unit_test_setup(debug_names_and_numbers, clear_env),
+      cmocka_unit_test_setup(unknown_variables_are_recognised, clear_env),
       cmocka_unit_test_setup(transport_names_round_trip, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

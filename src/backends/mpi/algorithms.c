@@ -13,6 +13,10 @@
 #include "backends/mpi/mpi_internal.h"
 #include "collectives/reduce.h"
 
+MLCOMM_PARAM(MpiRingBytes, "MLCOMM_MPI_RING_BYTES", 4096, -1, INT64_MAX);
+MLCOMM_PARAM(MpiRdMaxBytes, "MLCOMM_MPI_RD_MAX_BYTES", 512, 0, INT64_MAX);
+MLCOMM_PARAM(MpiBinomialBytes, "MLCOMM_MPI_BINOMIAL_BYTES", 0, -1, INT64_MAX);
+
 /* libnbc's enums: iallreduce 1 = ring, 4 = recursive doubling; ireduce 2 = binomial. */
 #define NBC_IALLREDUCE_RING 1
 #define NBC_IALLREDUCE_RECURSIVE_DOUBLING 4
@@ -25,6 +29,10 @@ static const char *const cvar_names[MPI_ALGO_COUNT] = {
 
 void mpi_algo_init(struct mpi_state *st) {
   int provided, index, count;
+  st->limits = (struct mpi_algo_limits){
+      .ring_bytes = mlcomm_param(st->comm, &mlcomm_param_MpiRingBytes),
+      .rd_max_bytes = mlcomm_param(st->comm, &mlcomm_param_MpiRdMaxBytes),
+      .binomial_bytes = mlcomm_param(st->comm, &mlcomm_param_MpiBinomialBytes)};
   if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return;
   st->mpit_initialized = true;
   for (int i = 0; i < MPI_ALGO_COUNT; i++) {
@@ -40,30 +48,49 @@ void mpi_algo_fini(struct mpi_state *st) {
   if (st->mpit_initialized) MPI_T_finalize(); /* MPI_T counts inits and finalizes */
 }
 
-/* The algorithm for this call, or 0 to leave libnbc's own choice. Depends only on
- * values every rank shares (size, rank count). */
-static int choose(const struct mpi_state *st, enum mpi_algo which, const struct mlcomm_op *op,
-                  size_t n) {
-  const struct mlcomm_tuning *t = &st->comm->tuning;
+/* The algorithm for this chunk of n elements: the one a tune rule pinned when it
+ * applies here, else the size rule. Depends only on values every rank shares (size,
+ * rank count, rank 0's tune). */
+static enum mpi_alg choose(const struct mpi_state *st, enum mpi_algo which,
+                           const struct mlcomm_op *op, int pinned, size_t n) {
+  const struct mpi_algo_limits *t = &st->limits;
   int64_t bytes = (int64_t)(n * mlcomm_type_size(op->dtype));
-  if (st->comm->nranks < 2) return 0;
-  if (which == MPI_ALGO_IREDUCE)
-    return t->mpi_binomial_bytes >= 0 && bytes >= t->mpi_binomial_bytes ? NBC_IREDUCE_BINOMIAL : 0;
+  if (st->comm->nranks < 2) return MPI_ALG_NATIVE;
   /* The ring gives every rank a block: it needs at least one element per rank. */
-  if (t->mpi_ring_bytes >= 0 && bytes >= t->mpi_ring_bytes && n >= (size_t)st->comm->nranks)
-    return NBC_IALLREDUCE_RING;
-  if (bytes < t->mpi_rd_max_bytes) return NBC_IALLREDUCE_RECURSIVE_DOUBLING;
-  return 0;
+  bool ring_fits = n >= (size_t)st->comm->nranks;
+  if (which == MPI_ALGO_IREDUCE) {
+    if (pinned == MPI_ALG_NATIVE || pinned == MPI_ALG_BINOMIAL) return (enum mpi_alg)pinned;
+    return t->binomial_bytes >= 0 && bytes >= t->binomial_bytes ? MPI_ALG_BINOMIAL
+                                                                : MPI_ALG_NATIVE;
+  }
+  if (pinned == MPI_ALG_NATIVE || pinned == MPI_ALG_RECURSIVE_DOUBLING ||
+      (pinned == MPI_ALG_RING && ring_fits))
+    return (enum mpi_alg)pinned;
+  if (t->ring_bytes >= 0 && bytes >= t->ring_bytes && ring_fits) return MPI_ALG_RING;
+  if (bytes < t->rd_max_bytes) return MPI_ALG_RECURSIVE_DOUBLING;
+  return MPI_ALG_NATIVE;
 }
 
-void mpi_algo_push(struct mpi_state *st, enum mpi_algo which, const struct mlcomm_op *op,
-                   size_t n) {
+/* libnbc's value of each algorithm's variable (0: leave libnbc's own choice). */
+static int nbc_value(enum mpi_alg alg) {
+  switch (alg) {
+  case MPI_ALG_RING: return NBC_IALLREDUCE_RING;
+  case MPI_ALG_RECURSIVE_DOUBLING: return NBC_IALLREDUCE_RECURSIVE_DOUBLING;
+  case MPI_ALG_BINOMIAL: return NBC_IREDUCE_BINOMIAL;
+  default: return 0;
+  }
+}
+
+enum mpi_alg mpi_algo_push(struct mpi_state *st, enum mpi_algo which,
+                           const struct mlcomm_op *op, int pinned, size_t n) {
   struct mpi_algo_var *v = &st->algo[which];
   v->pushed = false;
-  int want = v->found ? choose(st, which, op, n) : 0;
-  if (want == 0) return;
-  if (MPI_T_cvar_read(v->handle, &v->saved) != MPI_SUCCESS) return;
+  enum mpi_alg alg = v->found ? choose(st, which, op, pinned, n) : MPI_ALG_NATIVE;
+  int want = nbc_value(alg);
+  if (want == 0) return MPI_ALG_NATIVE;
+  if (MPI_T_cvar_read(v->handle, &v->saved) != MPI_SUCCESS) return MPI_ALG_NATIVE;
   v->pushed = MPI_T_cvar_write(v->handle, &want) == MPI_SUCCESS;
+  return v->pushed ? alg : MPI_ALG_NATIVE;
 }
 
 void mpi_algo_pop(struct mpi_state *st, enum mpi_algo which) {

@@ -21,6 +21,7 @@
 #include "backends/mpi/mpi_internal.h"
 #include "collectives/reduce.h"
 
+
 static bool chunkable(enum mlcomm_op_kind kind) {
   return kind == MLCOMM_OP_ALLREDUCE || kind == MLCOMM_OP_BROADCAST || kind == MLCOMM_OP_REDUCE;
 }
@@ -58,7 +59,7 @@ static mlcommResult_t issue(struct mpi_state *st, struct mlcomm_op *op, struct m
   switch (op->kind) {
   case MLCOMM_OP_ALLREDUCE:
     call = "MPI_Iallreduce";
-    mpi_algo_push(st, MPI_ALGO_IALLREDUCE, op, n);
+    op->alg = (int)mpi_algo_push(st, MPI_ALGO_IALLREDUCE, op, mo->alg_pinned, n);
     rc = MPI_Iallreduce(in_place ? MPI_IN_PLACE : send, recv, (int)n, type, mop, c, &mo->req);
     mpi_algo_pop(st, MPI_ALGO_IALLREDUCE);
     break;
@@ -75,7 +76,7 @@ static mlcommResult_t issue(struct mpi_state *st, struct mlcomm_op *op, struct m
     break;
   case MLCOMM_OP_REDUCE:
     call = "MPI_Ireduce";
-    mpi_algo_push(st, MPI_ALGO_IREDUCE, op, n);
+    op->alg = (int)mpi_algo_push(st, MPI_ALGO_IREDUCE, op, mo->alg_pinned, n);
     if (root) rc = MPI_Ireduce(in_place ? MPI_IN_PLACE : send, recv, (int)n, type, mop, op->root, c, &mo->req);
     else rc = MPI_Ireduce(send, NULL, (int)n, type, mop, op->root, c, &mo->req);
     mpi_algo_pop(st, MPI_ALGO_IREDUCE);
@@ -179,12 +180,14 @@ mlcommResult_t mpi_coll_start(struct mpi_state *st, struct mlcomm_op *op, struct
   size_t ts = mlcomm_type_size(op->dtype);
   mo->op = op;
   mo->req = MPI_REQUEST_NULL;
+  mo->alg_pinned = op->alg;
+  op->alg = MPI_ALG_NATIVE;
   mo->chunk_elems = op->count ? op->count : 1;
   mo->nchunks = 1;
   if (chunkable(op->kind)) {
-    size_t limit = (size_t)st->comm->tuning.mpi_chunk_elems;
+    size_t limit = st->chunk_elems;
     if (st->gpu_comm && (!st->cuda_aware || mpi_host_reduces(op))) {
-      size_t stage = (size_t)st->comm->tuning.mpi_stage_bytes / ts;
+      size_t stage = st->stage_bytes / ts;
       if (stage < limit) limit = stage ? stage : 1;
     }
     if (limit < mo->chunk_elems) mo->chunk_elems = limit;

@@ -3,6 +3,7 @@
 #define MLCOMM_BACKENDS_MPI_INTERNAL_H
 
 #include "backends/transport.h"
+#include "core/params.h"
 
 /* A message found by a probe (or refused for being too large) and not yet received:
  * the MPI_Message keeps it out of every other match until it is. */
@@ -14,6 +15,10 @@ struct mpi_held {
 };
 
 struct mpi_recv; /* a pending receive, see p2p.c */
+
+/* The algorithms a tune rule may pin (MLCOMM_MPI_TUNE=allreduce:0-64k:@ring), in the
+ * order of transport.c's names. native: the MPI library's own choice. */
+enum mpi_alg { MPI_ALG_NATIVE, MPI_ALG_RING, MPI_ALG_RECURSIVE_DOUBLING, MPI_ALG_BINOMIAL };
 
 /* Collectives whose libnbc algorithm the transport picks per call through MPI_T. */
 enum mpi_algo { MPI_ALGO_IALLREDUCE, MPI_ALGO_IREDUCE, MPI_ALGO_COUNT };
@@ -35,6 +40,11 @@ struct mpi_pinned {
   struct mpi_pinned *next;
 };
 
+/* Sizes at which libnbc's better algorithms are asked for (MLCOMM_MPI_*_BYTES). */
+struct mpi_algo_limits {
+  int64_t ring_bytes, rd_max_bytes, binomial_bytes;
+};
+
 struct mpi_op;
 
 struct mpi_state {
@@ -43,6 +53,9 @@ struct mpi_state {
   bool gpu_comm; /* some rank of the communicator has a usable GPU (agreed at init) */
   struct mpi_algo_var algo[MPI_ALGO_COUNT]; /* libnbc algorithm choices (algorithms.c) */
   bool mpit_initialized;
+  struct mpi_algo_limits limits;
+  size_t chunk_elems;  /* MLCOMM_MPI_CHUNK_ELEMS */
+  size_t stage_bytes;  /* MLCOMM_MPI_STAGE_BYTES */
   struct mpi_held *held;        /* in arrival order */
   struct mpi_recv *recvs;       /* unmatched receives, in posting order */
   /* Collectives that still have MPI calls to post, in call order: only the first may
@@ -72,6 +85,7 @@ struct mpi_op {
   size_t posted, finished;      /* chunks handed to MPI / completed by MPI */
   size_t filled;                /* chunks whose input copy has been queued */
   mlcommResult_t deferred;      /* a failure met while another call advanced this one */
+  int alg_pinned;               /* op->alg as selection left it: the tune's pin, or -1 */
   bool queued;                  /* on the state's order list */
   struct mpi_op *order_next;
   void *tmp;                    /* in-place reduce-scatter result (host buffers) */
@@ -96,10 +110,11 @@ MPI_Op mpi_op(mlcommDataType_t dtype, mlcommRedOp_t redop, bool *finish_avg);
 /* algorithms.c */
 void mpi_algo_init(struct mpi_state *st);
 void mpi_algo_fini(struct mpi_state *st);
-/* Selects libnbc's better algorithm for this one call when op qualifies; undone by
- * mpi_algo_pop right after the MPI call is posted. */
-void mpi_algo_push(struct mpi_state *st, enum mpi_algo which, const struct mlcomm_op *op,
-                   size_t n);
+/* Selects libnbc's better algorithm (or the one pinned, -1: none) for this one call of n
+ * elements when op qualifies, and returns the one MPI will run; undone by mpi_algo_pop
+ * right after the MPI call is posted. */
+enum mpi_alg mpi_algo_push(struct mpi_state *st, enum mpi_algo which,
+                           const struct mlcomm_op *op, int pinned, size_t n);
 void mpi_algo_pop(struct mpi_state *st, enum mpi_algo which);
 
 /* collectives.c */

@@ -21,6 +21,9 @@
 #include "collectives/reduce.h"
 #include "collectives/validate.h"
 
+/* Staged device buffers: chunks in the pipeline at once (pinned slots per call). */
+MLCOMM_PARAM(MpiStageSlots, "MLCOMM_MPI_STAGE_SLOTS", 3, 2, 16);
+
 #if MLCOMM_HAVE_MPI_EXT
 #include <mpi-ext.h>
 #endif
@@ -236,7 +239,7 @@ mlcommResult_t mpi_stage_setup(struct mpi_state *st, const struct mlcomm_op *op,
     mo->send_cap = mo->stage_send ? sb : 0;
     mo->recv_cap = mo->stage_recv ? rb : 0;
   }
-  size_t slots = (size_t)st->comm->tuning.mpi_stage_slots;
+  size_t slots = (size_t)mlcomm_param(st->comm, &mlcomm_param_MpiStageSlots);
   if (slots > MPI_STAGE_MAX_SLOTS) slots = MPI_STAGE_MAX_SLOTS;
   if (slots > mo->nchunks) slots = mo->nchunks;
   mo->nslots = (int)slots;

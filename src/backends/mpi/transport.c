@@ -6,16 +6,20 @@
 
 #include "backends/mpi/mpi_internal.h"
 
-static bool mpi_available(struct mlcomm_comm *comm, const char **why) {
-  (void)comm, (void)why;
-  return true;
-}
+#include <limits.h>
+
+/* The most elements handed to one MPI call (MPI's int; lower values exist for tests). */
+MLCOMM_PARAM(MpiChunkElems, "MLCOMM_MPI_CHUNK_ELEMS", INT_MAX, 1, INT_MAX);
+/* Staged device buffers: bytes per pipelined chunk. */
+MLCOMM_PARAM(MpiStageBytes, "MLCOMM_MPI_STAGE_BYTES", 4 << 20, 4096, 1 << 30);
 
 static mlcommResult_t mpi_init(struct mlcomm_comm *comm, void **state) {
   MLCOMM_CHECK(mpi_types_init(comm));
   struct mpi_state *st = calloc(1, sizeof *st);
   if (st == NULL) return mlcomm_error(comm, mlcommSystemError, "MPI transport: out of memory");
   st->comm = comm;
+  st->chunk_elems = (size_t)mlcomm_param(comm, &mlcomm_param_MpiChunkElems);
+  st->stage_bytes = (size_t)mlcomm_param(comm, &mlcomm_param_MpiStageBytes);
   st->cuda_aware = mpi_cuda_aware();
   st->gpu_comm = mpi_gpu_comm(comm);
   mpi_algo_init(st);
@@ -34,16 +38,7 @@ static void mpi_fini(void *state) {
   free(st);
 }
 
-static bool mpi_supports(void *state, const struct mlcomm_op *op) {
-  (void)state;
-  bool device = op->send_mem == MLCOMM_MEM_DEVICE || op->recv_mem == MLCOMM_MEM_DEVICE;
-  /* Device buffers are reachable either through a CUDA-aware MPI or by staging. */
-  return !device || MLCOMM_HAVE_CUDA;
-}
-
-static bool is_p2p(const struct mlcomm_op *op) {
-  return op->kind == MLCOMM_OP_SEND || op->kind == MLCOMM_OP_RECV;
-}
+static bool is_p2p(const struct mlcomm_op *op) { return !mlcomm_op_is_collective(op->kind); }
 
 static mlcommResult_t mpi_start(void *state, struct mlcomm_op *op) {
   struct mpi_op *mo = calloc(1, sizeof *mo);
@@ -73,14 +68,25 @@ static void mpi_release(void *state, struct mlcomm_op *op, bool aborting) {
   op->tstate = NULL;
 }
 
+/* Indexed by enum mpi_alg (mpi_internal.h). */
+static const char *const mpi_algorithms[] = {"native", "ring", "recursive_doubling", "binomial",
+                                             NULL};
+
 const struct mlcomm_transport mlcomm_transport_mpi = {
     .name = "mpi",
     .id = mlcommTransportMpi,
-    .priority = 0,
-    .available = mpi_available,
+    /* Everything, anywhere: the transport of last resort and of point-to-point (it alone
+     * matches tags and probes). Device buffers go to a CUDA-aware MPI or are staged. */
+    .caps = {.kinds = MLCOMM_KINDS_COLLECTIVE | MLCOMM_KIND_BIT(MLCOMM_OP_BARRIER) |
+                      MLCOMM_KINDS_P2P,
+             .mems = MLCOMM_MEMS_HOST | (MLCOMM_HAVE_CUDA ? MLCOMM_MEMS_CUDA : 0),
+             .span = MLCOMM_SPAN_ANY,
+             .probe = true,
+             .fallback = true},
+    .tune = "all:0-inf:10",
+    .algorithms = mpi_algorithms,
     .init = mpi_init,
     .fini = mpi_fini,
-    .supports = mpi_supports,
     .start = mpi_start,
     .progress = mpi_progress,
     .release = mpi_release,

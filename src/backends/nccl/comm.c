@@ -11,17 +11,26 @@
  * Bootstrap: rank 0 calls ncclGetUniqueId and broadcasts it (with a success flag) over
  * the communicator's collective MPI duplicate; every rank then calls ncclCommInitRank.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/nccl/nccl_internal.h"
 
+/* MLCOMM_CUDA_DEVICE: unset (node-local rank), "current", or a device number. */
+#define DEVICE_BY_LOCAL_RANK (-2)
+#define DEVICE_CURRENT (-1)
+static const struct mlcomm_param_word device_words[] = {{"current", DEVICE_CURRENT}, {NULL, 0}};
+MLCOMM_PARAM_WORDS(CudaDevice, "MLCOMM_CUDA_DEVICE", DEVICE_BY_LOCAL_RANK, 0, INT_MAX,
+                   device_words);
+
 /* The device this rank will use, or -1 with *why set. */
-static int choose_device(int local_rank, int ndev, const char **why) {
-  const char *env = getenv("MLCOMM_CUDA_DEVICE");
-  if (env == NULL || *env == '\0') return local_rank % ndev;
-  if (strcmp(env, "current") == 0) {
+static int choose_device(const struct mlcomm_comm *comm, int local_rank, int ndev,
+                         const char **why) {
+  int64_t want = mlcomm_param(comm, &mlcomm_param_CudaDevice);
+  if (want == DEVICE_BY_LOCAL_RANK) return local_rank % ndev;
+  if (want == DEVICE_CURRENT) {
     int d = -1;
     if (cudaGetDevice(&d) != cudaSuccess) {
       cudaGetLastError();
@@ -30,13 +39,11 @@ static int choose_device(int local_rank, int ndev, const char **why) {
     }
     return d;
   }
-  char *end = NULL;
-  long d = strtol(env, &end, 10);
-  if (*end != '\0' || d < 0 || d >= ndev) {
-    *why = "MLCOMM_CUDA_DEVICE is neither 'current' nor a device number this process sees";
+  if (want >= ndev) {
+    *why = "MLCOMM_CUDA_DEVICE names a device number this process does not see";
     return -1;
   }
-  return (int)d;
+  return (int)want;
 }
 
 static int node_local_rank(MPI_Comm comm, int *local_size) {
@@ -67,7 +74,7 @@ bool nccl_available(struct mlcomm_comm *comm, const char **why) {
     ok = 0;
   }
   int lr = node_local_rank(comm->coll_comm, &local_size);
-  if (ok && local_size > ndev && getenv("MLCOMM_CUDA_DEVICE") == NULL) {
+  if (ok && local_size > ndev && mlcomm_param(comm, &mlcomm_param_CudaDevice) == DEVICE_BY_LOCAL_RANK) {
     snprintf(reason, sizeof reason,
              "%d ranks of this communicator share %d GPU(s) on one node, and NCCL needs a GPU "
              "per rank (set MLCOMM_CUDA_DEVICE per rank to choose them yourself)",
@@ -75,7 +82,7 @@ bool nccl_available(struct mlcomm_comm *comm, const char **why) {
     mine = reason;
     ok = 0;
   }
-  if (ok && choose_device(lr, ndev, &mine) < 0) ok = 0;
+  if (ok && choose_device(comm, lr, ndev, &mine) < 0) ok = 0;
   int all = 0;
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm->coll_comm);
   if (!all) *why = mine ? mine : "another rank of the communicator cannot use NCCL (no GPU there)";
@@ -90,7 +97,7 @@ mlcommResult_t nccl_comm_init(struct mlcomm_comm *comm, void **state) {
   cudaGetDeviceCount(&ndev);
   st->local_rank = node_local_rank(comm->coll_comm, &local_size);
   const char *why = NULL;
-  st->device = choose_device(st->local_rank, ndev > 0 ? ndev : 1, &why);
+  st->device = choose_device(comm, st->local_rank, ndev > 0 ? ndev : 1, &why);
   cudaError_t e = cudaSetDevice(st->device);
   if (e != cudaSuccess) {
     mlcommResult_t res = nccl_cuda_fail(st, NULL, e, "cudaSetDevice");

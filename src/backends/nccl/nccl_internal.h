@@ -13,6 +13,8 @@ struct nccl_state {
   int device;     /* the CUDA device the NCCL communicator is bound to */
   int local_rank; /* rank among this communicator's ranks on this node */
   mlcommResult_t failed; /* sticky: NCCL reported an asynchronous error */
+  bool in_group;          /* an mlcomm group is open on it: ops wait for ncclGroupEnd */
+  struct nccl_op *pending; /* started inside the open group, event not yet recorded */
 };
 
 /* Per call. */
@@ -22,7 +24,7 @@ struct nccl_op {
   cudaEvent_t event;
   bool recorded;   /* the event follows the op's work on the stream */
   mlcommResult_t result; /* a failure met after start (group end) */
-  struct nccl_op *pending_next; /* this thread's open NCCL group */
+  struct nccl_op *pending_next; /* the state's open group */
 };
 
 /* errors.c: NCCL results and CUDA errors as mlcomm results, with NCCL's own string. */

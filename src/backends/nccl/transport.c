@@ -1,8 +1,8 @@
 /*
- * The NCCL transport's glue to the contract. Priority 20: under auto it carries every
- * collective whose buffers are all CUDA device memory (the same on every rank: NCCL
- * itself requires device buffers everywhere), ahead of shm and MPI. Send/recv go to
- * it only when the communicator's transport is forced to nccl (registry.c).
+ * The NCCL transport's glue to the contract. Its caps and score (30, above shm's and
+ * MPI's) give it, under auto, every collective whose buffers are all CUDA device
+ * memory (the same on every rank: NCCL itself requires device buffers everywhere).
+ * Send/recv go to it only when the communicator's transport is forced to nccl.
  *
  * Completion: start queues the NCCL call on the communicator's stream
  * (mlcommCommSetStream; NULL is the legacy default stream) and records a CUDA event
@@ -10,31 +10,22 @@
  * ncclCommGetAsyncError, so a failed peer or network surfaces as an error instead of
  * a wait until the timeout.
  *
- * Groups: the outermost mlcommGroupEnd calls group_begin (ncclGroupStart) before it
- * starts its members and group_end (ncclGroupEnd) after; NCCL only queues the group's
- * work at ncclGroupEnd, so the events of the ops started inside are recorded then.
- * ncclGroupStart/End are per thread, like mlcomm's groups, so the list of ops waiting
- * for their event is per thread too.
+ * Groups: the outermost mlcommGroupEnd calls group_begin (one ncclGroupStart for all
+ * of the group's NCCL communicators) before it starts its members and group_end (one
+ * ncclGroupEnd) after; NCCL only queues the group's work at ncclGroupEnd, so the events
+ * of the ops started inside are recorded then. The group's depth is the core's alone
+ * (group.c): here each state only knows whether a group is open on it.
  */
 #include <stdlib.h>
 
 #include "backends/nccl/nccl_internal.h"
 
-static _Thread_local int group_depth;
-static _Thread_local struct nccl_op *group_pending;
-
 static bool nccl_supports(void *state, const struct mlcomm_op *op) {
   (void)state;
   ncclDataType_t t;
   ncclRedOp_t r;
-  if (op->kind == MLCOMM_OP_BARRIER) return false;
   if (!nccl_type(op->dtype, &t)) return false;
-  bool reduces = op->kind == MLCOMM_OP_ALLREDUCE || op->kind == MLCOMM_OP_REDUCE ||
-                 op->kind == MLCOMM_OP_REDUCESCATTER;
-  if (reduces && !nccl_redop(op->redop, &r)) return false;
-  /* Buffers a rank does not use carry their partner's kind (enqueue.c), so this reads
-   * "every buffer this call touches is device memory". Managed memory goes to shm/MPI. */
-  return op->send_mem == MLCOMM_MEM_DEVICE && op->recv_mem == MLCOMM_MEM_DEVICE;
+  return !mlcomm_op_has_redop(op->kind) || nccl_redop(op->redop, &r);
 }
 
 static mlcommResult_t record(struct nccl_state *st, struct mlcomm_op *op, struct nccl_op *no) {
@@ -74,9 +65,9 @@ static mlcommResult_t nccl_start(void *state, struct mlcomm_op *op) {
   mlcommResult_t res = !mlcomm_op_is_collective(op->kind) ? nccl_p2p_enqueue(st, op, no->stream)
                                   : nccl_coll_enqueue(st, op, no->stream);
   if (res != mlcommSuccess) return res;
-  if (group_depth > 0) { /* queued by NCCL at ncclGroupEnd: record then */
-    no->pending_next = group_pending;
-    group_pending = no;
+  if (st->in_group) { /* queued by NCCL at ncclGroupEnd: record then */
+    no->pending_next = st->pending;
+    st->pending = no;
     return mlcommSuccess;
   }
   return record(st, op, no);
@@ -110,11 +101,12 @@ static mlcommResult_t nccl_progress(void *state, struct mlcomm_op *op, bool *don
 }
 
 static void nccl_release(void *state, struct mlcomm_op *op, bool aborting) {
-  (void)state, (void)aborting;
+  struct nccl_state *st = state;
+  (void)aborting;
   struct nccl_op *no = op->tstate;
   if (no == NULL) return;
-  /* Still on this thread's group list (a member failed to start): take it off. */
-  for (struct nccl_op **p = &group_pending; *p; p = &(*p)->pending_next)
+  /* Still on the open group's list (a member failed to start): take it off. */
+  for (struct nccl_op **p = &st->pending; *p; p = &(*p)->pending_next)
     if (*p == no) {
       *p = no->pending_next;
       break;
@@ -125,28 +117,30 @@ static void nccl_release(void *state, struct mlcomm_op *op, bool aborting) {
   op->tstate = NULL;
 }
 
-static void nccl_group_begin(void *state) {
-  (void)state;
-  group_depth++;
+static void nccl_group_begin(void *const *states, int n) {
   ncclGroupStart();
+  for (int i = 0; i < n; i++) ((struct nccl_state *)states[i])->in_group = true;
 }
 
-static mlcommResult_t nccl_group_end(void *state) {
-  struct nccl_state *st = state;
+static mlcommResult_t nccl_group_end(void *const *states, int n) {
   ncclResult_t r = ncclGroupEnd();
-  if (--group_depth > 0) return r == ncclSuccess ? mlcommSuccess : nccl_fail(st, NULL, r, "ncclGroupEnd");
-  mlcommResult_t res = r == ncclSuccess ? mlcommSuccess : nccl_fail(st, NULL, r, "ncclGroupEnd");
-  while (group_pending) {
-    struct nccl_op *no = group_pending;
-    group_pending = no->pending_next;
-    no->pending_next = NULL;
-    if (res != mlcommSuccess) {
-      no->result = res;
-      continue;
+  mlcommResult_t res = mlcommSuccess;
+  if (r != ncclSuccess) res = nccl_fail(n > 0 ? states[0] : NULL, NULL, r, "ncclGroupEnd");
+  for (int i = 0; i < n; i++) {
+    struct nccl_state *st = states[i];
+    st->in_group = false;
+    while (st->pending) {
+      struct nccl_op *no = st->pending;
+      st->pending = no->pending_next;
+      no->pending_next = NULL;
+      if (res != mlcommSuccess) {
+        no->result = res;
+        continue;
+      }
+      cudaError_t e = cudaEventRecord(no->event, no->stream);
+      if (e != cudaSuccess) no->result = nccl_cuda_fail(st, NULL, e, "cudaEventRecord");
+      else no->recorded = true;
     }
-    cudaError_t e = cudaEventRecord(no->event, no->stream);
-    if (e != cudaSuccess) no->result = nccl_cuda_fail(no->st, NULL, e, "cudaEventRecord");
-    else no->recorded = true;
   }
   return res;
 }
@@ -154,7 +148,15 @@ static mlcommResult_t nccl_group_end(void *state) {
 const struct mlcomm_transport mlcomm_transport_nccl = {
     .name = "nccl",
     .id = mlcommTransportNccl,
-    .priority = 20,
+    /* Buffers a rank does not use carry their partner's kind (enqueue.c), so device-only
+     * mems read "every buffer this call touches is device memory"; managed memory goes
+     * to shm or MPI. NCCL has no barrier, and send/recv only on a forced communicator
+     * (probes and host buffers stay with MPI there). */
+    .caps = {.kinds = MLCOMM_KINDS_COLLECTIVE,
+             .forced_kinds = MLCOMM_KINDS_P2P,
+             .mems = MLCOMM_MEM_BIT(MLCOMM_MEM_DEVICE),
+             .span = MLCOMM_SPAN_ANY},
+    .tune = "all:0-inf:30",
     .available = nccl_available,
     .init = nccl_comm_init,
     .fini = nccl_comm_fini,

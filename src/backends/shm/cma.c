@@ -14,6 +14,9 @@
 
 #include "backends/shm/shm.h"
 
+/* 0: never read a peer's private buffer (broadcast and allgather stage instead). */
+MLCOMM_PARAM(ShmCma, "MLCOMM_SHM_CMA", 1, 0, 1);
+
 mlcommResult_t shm_cma_probe(struct shm_state *st) {
   struct mlcomm_comm *comm = st->comm;
   st->probe_value = (uint64_t)getpid();
@@ -21,7 +24,7 @@ mlcommResult_t shm_cma_probe(struct shm_state *st) {
   atomic_thread_fence(memory_order_seq_cst);
   MLCOMM_MPI_CHECK(comm, MPI_Barrier(comm->coll_comm));
   atomic_thread_fence(memory_order_seq_cst);
-  int ok = comm->tuning.shm_cma != 0;
+  int ok = mlcomm_param(comm, &mlcomm_param_ShmCma) != 0;
   for (int r = 0; r < st->n && ok; r++) {
     if (r == st->rank) continue;
     uint64_t got = 0;

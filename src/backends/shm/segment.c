@@ -16,6 +16,13 @@
 
 #include "backends/shm/shm.h"
 
+/* The segment's geometry (rank 0's values are used by every rank). */
+MLCOMM_PARAM(ShmSmallBytes, "MLCOMM_SHM_SMALL_BYTES", 8192, 0, 1 << 20);
+MLCOMM_PARAM(ShmSliceBytes, "MLCOMM_SHM_SLICE_BYTES", 256 << 10, 1024, 64 << 20);
+MLCOMM_PARAM(ShmSlots, "MLCOMM_SHM_SLOTS", 4, 2, 64);
+MLCOMM_PARAM(ShmPoolBytes, "MLCOMM_SHM_POOL_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 40);
+MLCOMM_PARAM(ShmNtBytes, "MLCOMM_SHM_NT_BYTES", 8 << 20, -1, INT64_MAX);
+
 #define SHM_MAGIC 0x6d6c636f6d6d5348ull
 #define NAME_LEN 48
 
@@ -123,10 +130,12 @@ uint64_t shm_pool_offset(const struct shm_state *st, const void *p, size_t len) 
 
 mlcommResult_t shm_segment_create(struct shm_state *st) {
   struct mlcomm_comm *comm = st->comm;
-  const struct mlcomm_tuning *t = &comm->tuning;
-  struct shm_params p = {.small_bytes = t->shm_small_bytes, .slice_bytes = t->shm_slice_bytes,
-                         .slots = t->shm_slots, .pool_bytes = t->shm_pool_bytes,
-                         .nt_bytes = t->shm_nt_bytes, .ok = 1};
+  struct shm_params p = {.small_bytes = mlcomm_param(comm, &mlcomm_param_ShmSmallBytes),
+                         .slice_bytes = mlcomm_param(comm, &mlcomm_param_ShmSliceBytes),
+                         .slots = mlcomm_param(comm, &mlcomm_param_ShmSlots),
+                         .pool_bytes = mlcomm_param(comm, &mlcomm_param_ShmPoolBytes),
+                         .nt_bytes = mlcomm_param(comm, &mlcomm_param_ShmNtBytes),
+                         .ok = 1};
   int fd = -1;
   void *base = MAP_FAILED;
   size_t total = 0;

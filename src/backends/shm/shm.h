@@ -110,6 +110,8 @@ struct shm_state {
   char why[MLCOMM_ERRMSG_LEN / 2];
   bool liveness;                /* peers' pids are visible here */
   bool oversubscribed;          /* more ranks than CPUs on the node: yield when blocked */
+  double liveness_ms;           /* how often a blocked rank checks its peers' pids */
+  size_t cma_allreduce_bytes;   /* allreduce below this goes direct over CMA */
   bool cma;                     /* every rank can read every peer's memory (process_vm_readv) */
   uint64_t probe_value;         /* read by peers to test CMA */
   double blocked_since, last_check;
@@ -119,6 +121,11 @@ struct shm_state {
 enum shm_step { SHM_BLOCKED, SHM_ADVANCED, SHM_DONE, SHM_FAILED };
 
 struct shm_stage; /* stage.c: host copies of device buffers */
+
+/* The algorithms a tune rule may pin, in the order of transport.c's names: one-shot
+ * through the small slots; owners write every rank's output (CMA or the pool);
+ * reduce-scatter + all-gather through the slices. */
+enum shm_alg { SHM_ALG_SMALL, SHM_ALG_DIRECT, SHM_ALG_PIPELINE };
 
 struct shm_op {
   struct mlcomm_op *op;      /* what the algorithms run: user_op, or its staged shadow */
@@ -130,6 +137,7 @@ struct shm_op {
   size_t esize, bytes;     /* element size; this rank's payload bytes (send side) */
   size_t slice_elems;      /* elements per slice (per block for allgather/reduce-scatter) */
   bool small, direct, cma, published, checked, nt;
+  int pinned;                /* the algorithm a tune rule pinned (enum shm_alg), or -1 */
   uint64_t send_off, recv_off;
   int phase;
   bool finished;

@@ -11,6 +11,9 @@
 #include "backends/shm/shm.h"
 #include "collectives/reduce.h"
 
+/* How often a blocked rank checks that its peers' processes are alive. */
+MLCOMM_PARAM(ShmLivenessMs, "MLCOMM_SHM_LIVENESS_MS", 200, 10, 60000);
+
 bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v) {
   for (int r = 0; r < st->n; r++)
     if (shm_load((const struct shm_counter *)((const char *)st->ctls[r] + off)) < v) return false;
@@ -164,7 +167,7 @@ void shm_check_peers(struct shm_state *st) {
   if (st->blocked_since == 0) st->blocked_since = now;
   /* Reading /proc is for real waits, not for a peer a few microseconds behind. */
   if (now - st->blocked_since < 10.0) return;
-  if (!st->liveness || now - st->last_check < (double)st->comm->tuning.shm_liveness_ms) return;
+  if (!st->liveness || now - st->last_check < st->liveness_ms) return;
   st->last_check = now;
   find_dead(st);
 }

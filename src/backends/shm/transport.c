@@ -11,13 +11,10 @@
 #include "collectives/reduce.h"
 #include "collectives/validate.h"
 
-static bool shm_available(struct mlcomm_comm *comm, const char **why) {
-  if (comm->node_ranks != comm->nranks) {
-    *why = "the communicator's ranks are on more than one node";
-    return false;
-  }
-  return true;
-}
+/* 1 keeps spinning while blocked even on an oversubscribed node. */
+MLCOMM_PARAM(ShmSpin, "MLCOMM_SHM_SPIN", 0, 0, 1);
+MLCOMM_PARAM_EXTERN(ShmLivenessMs);
+MLCOMM_PARAM_EXTERN(ShmCmaAllreduceBytes);
 
 static void shm_fini(void *state) {
   struct shm_state *st = state;
@@ -59,7 +56,10 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
     shm_fini(st);
     return res;
   }
-  st->oversubscribed = comm->node_ranks > comm->node_cpus && !comm->tuning.shm_spin;
+  st->oversubscribed =
+      comm->node_ranks > comm->node_cpus && !mlcomm_param(comm, &mlcomm_param_ShmSpin);
+  st->liveness_ms = (double)mlcomm_param(comm, &mlcomm_param_ShmLivenessMs);
+  st->cma_allreduce_bytes = (size_t)mlcomm_param(comm, &mlcomm_param_ShmCmaAllreduceBytes);
   MLCOMM_INFO("shm transport: %d rank(s), %zu-byte segment + %zu-byte pool per rank, slices "
               "%zu x %zu bytes, one-shot up to %zu bytes, single-copy reads %s",
               st->n, st->lay.pool_off, st->lay.pool_bytes, st->lay.slots, st->lay.slice_bytes,
@@ -68,20 +68,11 @@ static mlcommResult_t shm_init(struct mlcomm_comm *comm, void **state) {
   return mlcommSuccess;
 }
 
-static bool host(enum mlcomm_mem_kind k) { return k == MLCOMM_MEM_HOST || k == MLCOMM_MEM_PINNED; }
-/* Device and managed buffers are staged through host copies (stage.c) when CUDA is in
- * the build. */
-static bool reachable(enum mlcomm_mem_kind k) { return host(k) || MLCOMM_HAVE_CUDA; }
-
 static bool shm_supports(void *state, const struct mlcomm_op *op) {
   struct shm_state *st = state;
-  if (!mlcomm_op_is_collective(op->kind)) return false;
-  if (op->kind == MLCOMM_OP_BARRIER) return true;
   /* Reduce-scatter stages one sub-slice per rank in a slot: a slot must hold n elements. */
-  if (op->kind == MLCOMM_OP_REDUCESCATTER &&
-      st->lay.slice_bytes / ((size_t)st->n * mlcomm_type_size(op->dtype)) == 0)
-    return false;
-  return reachable(op->send_mem) && reachable(op->recv_mem);
+  return op->kind != MLCOMM_OP_REDUCESCATTER ||
+         st->lay.slice_bytes / ((size_t)st->n * mlcomm_type_size(op->dtype)) > 0;
 }
 
 typedef enum shm_step (*step_fn)(struct shm_state *, struct shm_op *);
@@ -126,7 +117,13 @@ static void plan(struct shm_state *st, struct shm_op *o) {
   size_t bytes = op->count * o->esize;
   o->bytes = bytes;
   size_t payload = op->kind == MLCOMM_OP_REDUCESCATTER ? bytes * n : bytes;
-  o->small = op->kind == MLCOMM_OP_BARRIER || payload <= st->lay.small_bytes;
+  /* A pinned algorithm that cannot serve the call (one-shot above the small slots)
+   * leaves the choice to the size rule; a barrier is always one-shot. */
+  o->pinned = o->user_op->alg;
+  bool fits = payload <= st->lay.small_bytes;
+  o->small = op->kind == MLCOMM_OP_BARRIER ||
+             (fits && (o->pinned < 0 || o->pinned == SHM_ALG_SMALL));
+  o->user_op->alg = o->small ? SHM_ALG_SMALL : SHM_ALG_PIPELINE;
   o->send_off = o->recv_off = SHM_NO_OFF;
   if (o->small) return;
   o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
@@ -212,11 +209,19 @@ static void shm_abort(void *state) {
   shm_fini(st);
 }
 
+/* Indexed by enum shm_alg (shm.h). */
+static const char *const shm_algorithms[] = {"small", "direct", "pipeline", NULL};
+
 const struct mlcomm_transport mlcomm_transport_shm = {
     .name = "shm",
     .id = mlcommTransportShm,
-    .priority = 10,
-    .available = shm_available,
+    /* Collectives among the ranks of one node; device and managed buffers are staged
+     * through host copies (stage.c) when CUDA is in the build. */
+    .caps = {.kinds = MLCOMM_KINDS_COLLECTIVE | MLCOMM_KIND_BIT(MLCOMM_OP_BARRIER),
+             .mems = MLCOMM_MEMS_HOST | (MLCOMM_HAVE_CUDA ? MLCOMM_MEMS_CUDA : 0),
+             .span = MLCOMM_SPAN_NODE},
+    .tune = "all:0-inf:20",
+    .algorithms = shm_algorithms,
     .init = shm_init,
     .fini = shm_fini,
     .supports = shm_supports,
