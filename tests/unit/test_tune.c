@@ -5,11 +5,13 @@
  * answers; it never does here).
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -191,9 +193,40 @@ static void bad_tune_env_fails_init(void **state) {
   assert_non_null(strstr(msg, "unknown algorithm"));
 }
 
+/* The first communicator of the process reports unknown MLCOMM_* variables at INFO,
+ * with the nearest known name (must run before any other creates one). */
+static void misspelled_variable_is_reported(void **state) {
+  (void)state;
+  setenv("MLCOMM_TIMOUT_MS", "5", 1);
+  setenv("MLCOMM_DEBUG", "INFO", 1);
+  fflush(stderr);
+  char path[] = "/tmp/mlcomm_unit_tune_XXXXXX";
+  int fd = mkstemp(path), saved = dup(2);
+  assert_true(fd >= 0 && saved >= 0);
+  dup2(fd, 2);
+  mlcommComm_t comm = comm_with(NULL, NULL, mlcommTransportAuto);
+  mlcommCommDestroy(comm);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  unsetenv("MLCOMM_TIMOUT_MS");
+  unsetenv("MLCOMM_DEBUG");
+  char text[8192] = "";
+  lseek(fd, 0, SEEK_SET);
+  ssize_t got = read(fd, text, sizeof text - 1);
+  close(fd);
+  unlink(path);
+  assert_true(got > 0);
+  if (!strstr(text, "environment variable MLCOMM_TIMOUT_MS is not one mlcomm reads") ||
+      !strstr(text, "did you mean MLCOMM_TIMEOUT_MS?"))
+    fail_msg("no warning for MLCOMM_TIMOUT_MS in:\n%s", text);
+  assert_null(strstr(text, "MLCOMM_DEBUG is not one")); /* known ones are quiet */
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(misspelled_variable_is_reported),
       cmocka_unit_test(rules_cover_kinds_and_ranges),
       cmocka_unit_test(bad_rules_are_named),
       cmocka_unit_test(builtin_tunes_parse),
