@@ -145,9 +145,18 @@ static void read_slice(void *vctx, size_t offset, size_t count) {
   }
 }
 
+/* A shard holds slices of the file's tensors at other shapes; the file is the whole model's. */
+static int refuse_shard(const gpt2_model *m, const char *path, char *err, size_t errlen) {
+  if (!m->tp) return 0;
+  snprintf(err, errlen, "%s: the model is rank %d's shard of %d; checkpoints hold the whole model",
+           path, m->tp->rank, m->tp->nranks);
+  return -1;
+}
+
 int gpt2_checkpoint_read_params(const char *path, const gpt2_model *m, char *err, size_t errlen) {
   gpt2_config c;
   int version;
+  if (refuse_shard(m, path, err, errlen) != 0) return -1;
   if (gpt2_checkpoint_read_config(path, &c, &version, err, errlen) != 0) return -1;
   if (memcmp(&c, &m->config, sizeof c) != 0) {
     snprintf(err, errlen,
@@ -203,6 +212,7 @@ int gpt2_checkpoint_write(const char *path, const gpt2_model *m, int version, ch
     snprintf(err, errlen, "checkpoint version %d cannot be written (3 = fp32, 5 = bf16)", version);
     return -1;
   }
+  if (refuse_shard(m, path, err, errlen) != 0) return -1;
   size_t tlen = strlen(path) + 5;
   char *tmp = malloc(tlen);
   if (!tmp) {

@@ -159,6 +159,7 @@ static layer_acts layer_at(const gpt2_acts *a, int l, int B, int T, int C, int N
 }
 
 float gpt2_forward(const gpt2_model *m, gpt2_acts *a, const int *inputs, const int *targets) {
+  if (m->tp) return NAN; /* a shard runs only a token at a time (infer.c) */
   const int B = a->B, T = a->T, C = m->config.channels, NH = m->config.num_heads;
   const int L = m->config.num_layers, V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
   const int BT = B * T;
@@ -207,7 +208,7 @@ static void ready(const gpt2_grad_hook *hook, size_t offset, size_t count) {
 
 int gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, const int *inputs,
                   const int *targets, const gpt2_grad_hook *hook) {
-  if (!a->training) return -1;
+  if (!a->training || m->tp) return -1;
   const int B = a->B, T = a->T, C = m->config.channels, NH = m->config.num_heads;
   const int L = m->config.num_layers, V = m->config.vocab_size, Vp = m->config.padded_vocab_size;
   const int BT = B * T;

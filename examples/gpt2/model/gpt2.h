@@ -6,7 +6,8 @@
  *    parameter buffer (gpt2_layout), llm.c checkpoint reading and writing, GPT-2's
  *    initialisation;
  *  - inference: a whole-sequence forward pass (gpt2_forward), and a single-position
- *    forward with a key/value cache for generation (gpt2_forward_token);
+ *    forward with a key/value cache for generation (gpt2_forward_token), which also
+ *    runs one rank's shard of a tensor-parallel model (gpt2_tp);
  *  - training: the backward pass (gpt2_backward, which reports each layer's gradient
  *    as soon as it is final so the caller can start communicating it) and AdamW.
  *
@@ -64,10 +65,13 @@ typedef struct {
   float *fcprojw, *fcprojb;   /* (C,4C) (C) */
 } gpt2_layer;
 
+typedef struct gpt2_tp gpt2_tp; /* tensor parallelism, below */
+
 typedef struct {
   gpt2_config config;
   gpt2_layout layout;
   float *params; /* layout.num_params floats; owned by whoever set it */
+  const gpt2_tp *tp; /* NULL: the whole model; else one rank's part of it */
 } gpt2_model;
 
 /* ---------------------------------------------------------------- shape */
@@ -84,7 +88,8 @@ void gpt2_layout_init(gpt2_layout *lo, const gpt2_config *cfg);
 /* Layer l's tensors inside base (params or grads, layout lo). */
 gpt2_layer gpt2_layer_at(const gpt2_layout *lo, float *base, int l);
 
-/* Sets m->config and m->layout; m->params is left NULL for the caller to provide. */
+/* Sets m->config and m->layout (the whole model: m->tp NULL); m->params is left NULL
+ * for the caller to provide. */
 int gpt2_model_setup(gpt2_model *m, const gpt2_config *cfg, char *err, size_t errlen);
 
 /* GPT-2's initialisation: embeddings and linear weights N(0, 0.02), the residual
@@ -137,8 +142,64 @@ int gpt2_kv_length(const gpt2_kv *kv);
  * len is not below the current length. */
 void gpt2_kv_truncate(gpt2_kv *kv, int len);
 void gpt2_kv_free(gpt2_kv *kv);
-/* Returns -1 (and writes nothing) when the cache is full or token is out of range. */
+/* Returns -1 (and writes nothing) when the cache is full, token is out of range or the
+ * cache was made for another shard; -1 too when a shard's callback fails. */
 int gpt2_forward_token(const gpt2_model *m, gpt2_kv *kv, int token, float *logits);
+
+/* ---------------------------------------------------------------- tensor parallelism */
+
+/* One rank's part of a model split over nranks ranks for generation (Megatron-style).
+ * Rank r holds the q, k, v rows of its attention heads with the matching columns of
+ * attprojw, its share of the MLP's hidden units (rows of fcw, columns of fcprojw), and
+ * its block of wte's rows (the tied embedding and output head); layer norms, wpe and
+ * the two output projections' biases are held by every rank. gpt2_forward_token on a
+ * shard computes this rank's share and combines the shares through the callbacks, which
+ * the caller implements over its communication library:
+ *  - reduce, 2L + 1 times a token: the embedding (the rank owning the token's row
+ *    supplies it, the others zeros, so the sum is exact), then in every block the partial
+ *    sums of attprojw and of fcprojw, whose bias is added once after;
+ *  - gather, once a token: the logits, vocab_stride of them from each rank.
+ * Both are collective: every rank feeds the same tokens in the same order. */
+struct gpt2_tp {
+  int rank, nranks;
+  int head_lo, heads;       /* attention heads [head_lo, head_lo + heads) of NH */
+  int hidden_lo, hidden;    /* MLP hidden units [hidden_lo, hidden_lo + hidden) of 4C */
+  int vocab_lo, vocab_rows; /* real wte rows [vocab_lo, vocab_lo + vocab_rows) of V */
+  int vocab_stride;         /* wte rows every rank stores, the last zero padded:
+                               ceil(V / nranks); vocab_lo = rank * vocab_stride */
+  /* buf (n floats) <- the sum of every rank's buf. Returns 0, or -1 on failure. */
+  int (*reduce)(void *ctx, float *buf, int n);
+  /* all (nranks * n) <- each rank's n floats, in rank order; this rank's are already at
+   * part = all + rank * n (an in-place all-gather). Returns 0, or -1 on failure. */
+  int (*gather)(void *ctx, const float *part, float *all, int n);
+  void *ctx;
+};
+
+/* Fills tp's ranges for rank of nranks and clears its callbacks (the caller sets them).
+ * NH and 4C must divide by nranks. */
+int gpt2_tp_init(gpt2_tp *tp, const gpt2_config *cfg, int rank, int nranks, char *err,
+                 size_t errlen);
+/* Checks that tp is what gpt2_tp_init makes for its rank and that both callbacks
+ * are set. */
+int gpt2_tp_check(const gpt2_tp *tp, const gpt2_config *cfg, char *err, size_t errlen);
+
+/* As gpt2_model_setup, for rank tp->rank's part (m->tp = tp, which must outlive m).
+ * m->layout places the same tensors in the same order at the shard's sizes, with
+ * a = heads * C / NH: qkvw (3a,C) its q, k, v rows; qkvb (3a); attprojw (C,a);
+ * fcw (hidden,C); fcb (hidden); fcprojw (C,hidden); wte (vocab_stride,C); the rest as
+ * the whole model's. The caller provides m->params (layout.num_params floats) and fills
+ * it with gpt2_tp_fill_params. Only the cache and gpt2_forward_token take a shard: gpt2_forward
+ * returns NAN, gpt2_backward and the checkpoint functions -1, gpt2_init_params does
+ * nothing. */
+int gpt2_model_setup_tp(gpt2_model *m, const gpt2_config *cfg, const gpt2_tp *tp, char *err,
+                        size_t errlen);
+/* m->params (a shard's) <- the rows and columns its tp names of full's parameters (the
+ * whole model, same shape); wte's padding rows 0. */
+int gpt2_tp_fill_params(const gpt2_model *m, const gpt2_model *full, char *err, size_t errlen);
+/* A cache for tp's model: it keeps only this rank's heads' keys and values. tp NULL is
+ * gpt2_kv_create. */
+int gpt2_kv_create_tp(gpt2_kv **out, const gpt2_config *cfg, const gpt2_tp *tp, int max_len,
+                      char *err, size_t errlen);
 
 /* Samples from softmax(logits / temperature) over n entries with coin in [0,1);
  * temperature <= 0 picks the arg max. */
@@ -168,7 +229,7 @@ typedef struct {
 /* After gpt2_forward with targets on acts created for training: writes the gradient of
  * the mean loss into grads (layout.num_params floats; previous contents are
  * overwritten). hook may be NULL. Returns -1 (touching nothing) on acts made without
- * training. */
+ * training, or on a shard. */
 int gpt2_backward(const gpt2_model *m, gpt2_acts *a, float *grads, const int *inputs,
                   const int *targets, const gpt2_grad_hook *hook);
 

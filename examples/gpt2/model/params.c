@@ -49,31 +49,39 @@ int gpt2_config_check(const gpt2_config *cfg, char *err, size_t errlen) {
   return 0;
 }
 
-void gpt2_layout_init(gpt2_layout *lo, const gpt2_config *cfg) {
+/* a: attention channels held (C, or a shard's heads), f: MLP hidden units held (4C, or a
+ * shard's), vrows: rows of wte held (Vp, or a shard's vocab_stride) */
+static void layout_build(gpt2_layout *lo, const gpt2_config *cfg, size_t a, size_t f,
+                         size_t vrows) {
   size_t C = (size_t)cfg->channels, L = (size_t)cfg->num_layers;
   memset(lo, 0, sizeof *lo);
   size_t off = 0;
   lo->ln1w = off, off += C;
   lo->ln1b = off, off += C;
-  lo->qkvw = off, off += 3 * C * C;
-  lo->qkvb = off, off += 3 * C;
-  lo->attprojw = off, off += C * C;
+  lo->qkvw = off, off += 3 * a * C;
+  lo->qkvb = off, off += 3 * a;
+  lo->attprojw = off, off += C * a;
   lo->attprojb = off, off += C;
   lo->ln2w = off, off += C;
   lo->ln2b = off, off += C;
-  lo->fcw = off, off += 4 * C * C;
-  lo->fcb = off, off += 4 * C;
-  lo->fcprojw = off, off += 4 * C * C;
+  lo->fcw = off, off += f * C;
+  lo->fcb = off, off += f;
+  lo->fcprojw = off, off += C * f;
   lo->fcprojb = off, off += C;
   lo->layer_size = off;
 
   off = 0;
-  lo->wte = off, off += (size_t)cfg->padded_vocab_size * C;
+  lo->wte = off, off += vrows * C;
   lo->wpe = off, off += (size_t)cfg->max_seq_len * C;
   lo->layers = off, off += L * lo->layer_size;
   lo->lnfw = off, off += C;
   lo->lnfb = off, off += C;
   lo->num_params = off;
+}
+
+void gpt2_layout_init(gpt2_layout *lo, const gpt2_config *cfg) {
+  size_t C = (size_t)cfg->channels;
+  layout_build(lo, cfg, C, 4 * C, (size_t)cfg->padded_vocab_size);
 }
 
 gpt2_layer gpt2_layer_at(const gpt2_layout *lo, float *base, int l) {
@@ -100,6 +108,18 @@ int gpt2_model_setup(gpt2_model *m, const gpt2_config *cfg, char *err, size_t er
   m->config = *cfg;
   gpt2_layout_init(&m->layout, cfg);
   m->params = NULL;
+  m->tp = NULL;
+  return 0;
+}
+
+int gpt2_model_setup_tp(gpt2_model *m, const gpt2_config *cfg, const gpt2_tp *tp, char *err,
+                        size_t errlen) {
+  if (gpt2_tp_check(tp, cfg, err, errlen) != 0) return -1;
+  m->config = *cfg;
+  layout_build(&m->layout, cfg, (size_t)tp->heads * (cfg->channels / cfg->num_heads),
+               (size_t)tp->hidden, (size_t)tp->vocab_stride);
+  m->params = NULL;
+  m->tp = tp;
   return 0;
 }
 
@@ -112,6 +132,7 @@ static void fill(float *p, size_t n, float value) {
 }
 
 void gpt2_init_params(const gpt2_model *m, uint64_t seed) {
+  if (m->tp) return; /* it fills the whole model's shapes, which a shard has not */
   const gpt2_config *cfg = &m->config;
   const gpt2_layout *lo = &m->layout;
   size_t C = (size_t)cfg->channels;

@@ -34,7 +34,7 @@ typedef struct {
   int used;
   graph g;
   settings cfg;
-  engine_kv kv;
+  gpt2_kv *kv;
   int kv_len_max;      /* positions kv was made for, 0 = none yet */
   int *hist;           /* the tokens in kv, in order */
   char *prompt;        /* set_input 0 */
@@ -96,7 +96,7 @@ WASI_NN_EXPORT wasi_nn_error init_backend(void **ctx) {
 }
 
 static void exec_free(exec_slot *x) {
-  engine_kv_free(&x->kv);
+  gpt2_kv_free(x->kv);
   free(x->hist), free(x->prompt), free(x->out), free(x->logits), free(x->cand), free(x->ids);
   memset(x, 0, sizeof *x);
 }
@@ -381,17 +381,18 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
     return report(prompt_too_long, "compute: the prompt is %zu tokens, the context %d", n, n_ctx);
 
   if (x->kv_len_max != n_ctx) { /* first compute, or ctx-size changed */
-    engine_kv_free(&x->kv);
+    gpt2_kv_free(x->kv);
+    x->kv = NULL;
     x->kv_len_max = 0;
     if (engine_kv_create(&x->kv, e, n_ctx, err, sizeof err) != 0)
       return report(missing_memory, "compute: %s", err);
     x->kv_len_max = n_ctx;
   }
-  int keep = 0, have = engine_kv_length(&x->kv);
+  int keep = 0, have = gpt2_kv_length(x->kv);
   while (keep < have && keep < (int)n - 1 && x->hist[keep] == ids[keep]) keep++;
-  engine_kv_truncate(&x->kv, keep);
+  gpt2_kv_truncate(x->kv, keep);
   for (int i = keep; i < (int)n; i++) {
-    if (engine_forward_token(&x->kv, ids[i], x->logits) != 0)
+    if (gpt2_forward_token(&e->model, x->kv, ids[i], x->logits) != 0)
       return report(runtime_error, "compute: the forward pass failed at position %d", i);
     x->hist[i] = ids[i];
   }
@@ -400,7 +401,7 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
   tp_broadcast_u64(&b->world, &rng); /* every rank must draw the same tokens */
   wasi_nn_error rc = success;
   for (int i = 0; i < x->cfg.n_predict; i++) {
-    int len = engine_kv_length(&x->kv);
+    int len = gpt2_kv_length(x->kv);
     int tok = sampler_pick(&x->cfg, x->logits, V, x->hist, len, x->cand, &rng);
     if (x->cfg.enable_debug_log) report(success, "position %d: token %d", len, tok);
     if (tok == eot) break;
@@ -416,7 +417,7 @@ static wasi_nn_error generate(backend *b, exec_slot *x, const engine *e) {
            x->out_tokens);
       break;
     }
-    if (engine_forward_token(&x->kv, tok, x->logits) != 0)
+    if (gpt2_forward_token(&e->model, x->kv, tok, x->logits) != 0)
       return report(runtime_error, "compute: the forward pass failed at position %d", len);
     x->hist[len] = tok;
   }

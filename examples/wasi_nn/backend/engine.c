@@ -1,6 +1,6 @@
 /*
- * engine.c - see engine.h. One rank runs the model library's own gpt2_forward_token;
- * several run tp.c's sharded forward.
+ * engine.c - see engine.h. One rank keeps the whole model; several keep tp.c's shards,
+ * which the model library's gpt2_forward_token runs too.
  */
 #include "engine.h"
 
@@ -41,9 +41,10 @@ static wasi_nn_error load_local(engine *e, const char *model_path, const char *t
   }
   if (gpt2_encoder_new(&e->enc, e->tok, err, errlen) != 0) return invalid_argument;
   if (w->nranks > 1) {
-    if (tp_model_create(&e->tp, &e->model, w, err, errlen) != 0) return invalid_argument;
+    gpt2_model shard;
+    if (tp_shard(&shard, &e->tp, &e->model, w, err, errlen) != 0) return invalid_argument;
     free(e->model.params); /* the shard is all this rank keeps */
-    e->model.params = NULL;
+    e->model = shard;
   }
   return success;
 }
@@ -71,35 +72,11 @@ wasi_nn_error engine_load(engine **out, const char *model_path, const char *toke
 void engine_free(engine *e) {
   if (!e) return;
   free(e->model.params);
-  tp_model_free(e->tp);
   gpt2_encoder_free(e->enc);
   gpt2_tokenizer_free(e->tok);
   free(e);
 }
 
-int engine_kv_create(engine_kv *kv, const engine *e, int max_len, char *err, size_t errlen) {
-  *kv = (engine_kv){e, NULL, NULL};
-  if (e->tp) return tp_kv_create(&kv->tkv, e->tp, max_len, err, errlen);
-  return gpt2_kv_create(&kv->kv, &e->cfg, max_len, err, errlen);
-}
-
-void engine_kv_free(engine_kv *kv) {
-  gpt2_kv_free(kv->kv);
-  tp_kv_free(kv->tkv);
-  kv->kv = NULL;
-  kv->tkv = NULL;
-}
-
-int engine_kv_length(const engine_kv *kv) {
-  return kv->tkv ? tp_kv_length(kv->tkv) : gpt2_kv_length(kv->kv);
-}
-
-void engine_kv_truncate(engine_kv *kv, int len) {
-  if (kv->tkv) tp_kv_truncate(kv->tkv, len);
-  else gpt2_kv_truncate(kv->kv, len);
-}
-
-int engine_forward_token(engine_kv *kv, int token, float *logits) {
-  if (kv->tkv) return tp_forward_token(kv->e->tp, kv->tkv, token, logits);
-  return gpt2_forward_token(&kv->e->model, kv->kv, token, logits);
+int engine_kv_create(gpt2_kv **kv, const engine *e, int max_len, char *err, size_t errlen) {
+  return gpt2_kv_create_tp(kv, &e->cfg, e->model.tp, max_len, err, errlen);
 }

@@ -1,6 +1,7 @@
 /*
  * engine.h - one loaded graph: the GPT-2 model (whole, or this rank's shard under
- * mpirun), its tokenizer and encoder, and key/value caches that run it a token at a time.
+ * mpirun), its tokenizer and encoder. Either runs a token at a time through the model
+ * library's gpt2_forward_token and a cache from engine_kv_create.
  */
 #ifndef WASI_NN_ENGINE_H
 #define WASI_NN_ENGINE_H
@@ -12,17 +13,11 @@
 
 typedef struct {
   gpt2_config cfg;
-  gpt2_model model;   /* params NULL under tensor parallelism */
-  tp_model *tp;       /* this rank's shard, or NULL for one rank */
+  gpt2_model model;   /* the whole model, or this rank's shard (model.tp = &tp) */
+  gpt2_tp tp;         /* the split under tensor parallelism */
   gpt2_tokenizer *tok;
   gpt2_encoder *enc;
 } engine;
-
-typedef struct {
-  const engine *e;
-  gpt2_kv *kv;
-  tp_kv *tkv;
-} engine_kv;
 
 /* Loads an llm.c checkpoint (fp32 or bf16) and tokenizer file. Collective under
  * tensor parallelism (every rank agrees on failure). Returns a wasi_nn_error with a
@@ -31,10 +26,7 @@ wasi_nn_error engine_load(engine **out, const char *model_path, const char *toke
                           const tp_world *w, char *err, size_t errlen);
 void engine_free(engine *e);
 
-int engine_kv_create(engine_kv *kv, const engine *e, int max_len, char *err, size_t errlen);
-void engine_kv_free(engine_kv *kv);
-int engine_kv_length(const engine_kv *kv);
-void engine_kv_truncate(engine_kv *kv, int len);
-int engine_forward_token(engine_kv *kv, int token, float *logits);
+/* A key/value cache of max_len positions for e's model (its heads only on a shard). */
+int engine_kv_create(gpt2_kv **kv, const engine *e, int max_len, char *err, size_t errlen);
 
 #endif

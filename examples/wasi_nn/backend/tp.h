@@ -6,6 +6,9 @@
  * mlcommAllReduce per projection adds. The tied embedding / output head is split by
  * vocabulary rows: a token's embedding comes from the rank holding its row (one more
  * all-reduce), and the logits are gathered (mlcommAllGather). So N ranks hold one model.
+ *
+ * The model library runs the shard (gpt2_forward_token on a gpt2_tp, with its cache);
+ * this file joins the job, makes the shard and supplies the collectives it calls.
  */
 #ifndef WASI_NN_TP_H
 #define WASI_NN_TP_H
@@ -31,19 +34,12 @@ void tp_world_free(tp_world *w);
 int tp_any(const tp_world *w, int failed);
 void tp_broadcast_u64(const tp_world *w, uint64_t *v);
 
-typedef struct tp_model tp_model;
-typedef struct tp_kv tp_kv;
-
-/* Keeps this rank's shard of full (which the caller then frees). Needs NH and 4C
- * divisible by the rank count. */
-int tp_model_create(tp_model **out, const gpt2_model *full, const tp_world *w, char *err,
-                    size_t errlen);
-void tp_model_free(tp_model *m);
-int tp_kv_create(tp_kv **out, const tp_model *m, int max_len, char *err, size_t errlen);
-void tp_kv_free(tp_kv *kv);
-int tp_kv_length(const tp_kv *kv);
-void tp_kv_truncate(tp_kv *kv, int len);
-/* As gpt2_forward_token, collective: every rank gets all V logits. */
-int tp_forward_token(const tp_model *m, tp_kv *kv, int token, float *logits);
+/* Makes out this rank's shard of full: tp is the model library's split for w's rank
+ * (it must outlive out), with mlcomm's all-reduce and all-gather over w as its
+ * callbacks; out->params is allocated here and filled from full's. Needs NH and 4C
+ * divisible by the rank count. The caller then frees full's parameters, and later
+ * out->params. */
+int tp_shard(gpt2_model *out, gpt2_tp *tp, const gpt2_model *full, const tp_world *w, char *err,
+             size_t errlen);
 
 #endif

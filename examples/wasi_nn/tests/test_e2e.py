@@ -94,7 +94,7 @@ check('reused from the cache' in r.stderr and '(0 reused' in r.stderr, 'chat log
 reuse = [l for l in r.stderr.splitlines() if 'reused from the cache' in l]
 check(len(reuse) == 2 and '(0 reused' not in reuse[1], 'second turn reused nothing: ' + r.stderr)
 
-# chat under mpirun -np 2: the reused cache prefix is sharded too (tp_kv_truncate)
+# chat under mpirun -np 2: the reused cache prefix is sharded too (gpt2_kv_truncate on a shard)
 # (mpirun gives its stdin to rank 0 only: every rank reads the turns from a file)
 one_rank_chat = r.stdout
 with open(os.path.join(tmp, 'turns.txt'), 'w') as f:
