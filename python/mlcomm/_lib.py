@@ -116,7 +116,14 @@ _PROTOTYPES = {
     "mlcommWaitAll": [_i, _p(c_req), _p(Status)],
     "mlcommGroupStart": [],
     "mlcommGroupEnd": [],
+    "mlcommTypeSize": [_i, _p(_sz)],
+    "mlcommTypeFromName": [ctypes.c_char_p, _p(_i)],
+    "mlcommRedOpFromName": [ctypes.c_char_p, _p(_i)],
+    "mlcommTransportFromName": [ctypes.c_char_p, _p(_i)],
 }
+# Functions returning a constant string, each taking one int (an enum or result code).
+_NAME_FUNCTIONS = ("mlcommGetErrorString", "mlcommTypeName", "mlcommRedOpName",
+                   "mlcommTransportName")
 
 # The C type of MPI_Comm for the MPI libmlcomm links: a pointer in Open MPI, an int in
 # MPICH and its derivatives. Set by load().
@@ -214,6 +221,15 @@ def _detect_mpi_comm_type(lib):
         return ctypes.c_int  # MPICH ABI: MPI_Comm is an int
 
 
+def _symbol(lib, p, name):
+    try:
+        return getattr(lib, name)
+    except AttributeError:
+        raise LibraryNotFoundError(
+            f"mlcomm: {p} has no symbol {name}; it is not a libmlcomm these "
+            "bindings know (rebuild it, or point MLCOMM_LIBRARY elsewhere)") from None
+
+
 def load():
     """Returns the loaded library, loading it on first use."""
     global L, path, mpi_comm_t
@@ -225,20 +241,17 @@ def load():
         lib, p = locate(_explicit)
         mpi_comm_t = _detect_mpi_comm_type(lib)
         for name, argtypes in _PROTOTYPES.items():
-            try:
-                fn = getattr(lib, name)
-            except AttributeError:
-                raise LibraryNotFoundError(
-                    f"mlcomm: {p} has no symbol {name}; it is not a libmlcomm these "
-                    "bindings know (rebuild it, or point MLCOMM_LIBRARY elsewhere)") from None
+            fn = _symbol(lib, p, name)
             fn.restype = _R
             if name == "mlcommCommInitFromMPI":
                 argtypes = [_p(c_comm), mpi_comm_t, _p(Config)]
             elif name == "mlcommCommGetMPI":
                 argtypes = [c_comm, _p(mpi_comm_t)]
             fn.argtypes = argtypes
-        lib.mlcommGetErrorString.restype = ctypes.c_char_p
-        lib.mlcommGetErrorString.argtypes = [_i]
+        for name in _NAME_FUNCTIONS:
+            fn = _symbol(lib, p, name)
+            fn.restype = ctypes.c_char_p
+            fn.argtypes = [_i]
         lib.mlcommGetLastError.restype = ctypes.c_char_p
         lib.mlcommGetLastError.argtypes = [c_comm]
         v = ctypes.c_int()
