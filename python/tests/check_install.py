@@ -55,6 +55,21 @@ def probe(python, mpirun, env, cwd):
     return None
 
 
+def check_report(r, site, library, what):
+    """The failed checks of a probe's report: the package imported from site, the
+    library loaded is library, and the allreduce's result."""
+    if r is None:
+        return [f"the {what} package did not run a 1-rank allreduce"]
+    failed = []
+    if not r["package"].startswith(os.path.join(site, "mlcomm") + os.sep):
+        failed.append(f"imported {r['package']}, not the {what} copy under {site}")
+    if not os.path.samefile(r["library"], library):
+        failed.append(f"loaded {r['library']}, not {library}")
+    if r["result"] != [float(i) for i in range(7)]:
+        failed.append(f"allreduce gave {r['result']}")
+    return failed
+
+
 def staged(destdir, path):
     return os.path.join(destdir, os.path.relpath(path, os.sep))
 
@@ -88,16 +103,9 @@ def check_meson(tmp, meson, build_root, site_dir, library, mpirun):
     if not os.path.isfile(lib):
         return failed + [f"no library at {lib} after meson install"]
     r = probe(sys.executable, mpirun, clean_env(PYTHONPATH=site), cwd=tmp)
-    if r is None:
-        return failed + ["the installed package did not run a 1-rank allreduce"]
-    if not r["package"].startswith(os.path.join(site, "mlcomm") + os.sep):
-        failed.append(f"imported {r['package']}, not the installed copy under {site}")
-    if not os.path.samefile(r["library"], lib):
-        failed.append(f"loaded {r['library']}, not the installed {lib}")
-    if (r["build_info"] or {}).get("LIBRARY") != os.path.normpath(library):
+    failed += check_report(r, site, lib, "installed")
+    if r is not None and (r["build_info"] or {}).get("LIBRARY") != os.path.normpath(library):
         failed.append(f"_build_info records {r['build_info']}, expected {library}")
-    if r["result"] != [float(i) for i in range(7)]:
-        failed.append(f"allreduce gave {r['result']}")
     return failed
 
 
@@ -132,16 +140,9 @@ def check_pip(tmp, python_dir, build_library, mpirun):
     if installed != package_modules(os.path.join(python_dir, "mlcomm")):
         failed.append(f"pip installed {installed}, not every module of {python_dir}/mlcomm")
     r = probe(vpy, mpirun, clean_env(MLCOMM_LIBRARY=build_library), cwd=tmp)
-    if r is None:
-        return failed + ["the pip-installed package did not run a 1-rank allreduce"]
-    if not r["package"].startswith(os.path.join(site, "mlcomm") + os.sep):
-        failed.append(f"imported {r['package']}, not the venv's copy under {site}")
-    if r["build_info"] is not None:
+    failed += check_report(r, site, build_library, "pip-installed")
+    if r is not None and r["build_info"] is not None:
         failed.append("a pip-built package carries a _build_info module")
-    if not os.path.samefile(r["library"], build_library):
-        failed.append(f"loaded {r['library']}, not MLCOMM_LIBRARY={build_library}")
-    if r["result"] != [float(i) for i in range(7)]:
-        failed.append(f"allreduce gave {r['result']}")
     return failed
 
 
