@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 def load_library(path=None):
     """Loads libmlcomm now and returns the path loaded. With path, that file is used
     (call this before anything else in the package); without, the usual search runs:
-    MLCOMM_LIBRARY, the build tree, then the system."""
+    MLCOMM_LIBRARY, the build tree, the copy meson installed with the package, then
+    the system."""
     _lib.set_explicit_path(path)
     _lib.load()
     return _lib.path

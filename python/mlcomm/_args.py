@@ -15,8 +15,7 @@ _byref = ctypes.byref
 _from_buffer = ctypes.c_char.from_buffer
 _ndarray = np.ndarray
 _CODES = _types._CODES
-_OPS = _types.OPS
-_SIZES = _types._SIZES
+_OPS = _types.OP_CODES
 
 
 def _arr(x, name):
@@ -42,8 +41,9 @@ def _code(a, dtype, name):
             c = _types.code_of(a.dtype, name)
         return c
     c = _types.override_code(dtype)
-    if _SIZES[c] != a.itemsize:
-        raise TypeError(f"dtype={dtype!r} has {_SIZES[c]}-byte elements but {name} has "
+    size = _types.size_of(c)
+    if size != a.itemsize:
+        raise TypeError(f"dtype={dtype!r} has {size}-byte elements but {name} has "
                         f"{a.itemsize}-byte elements ({a.dtype})")
     return c
 
@@ -79,7 +79,7 @@ def _out(out, code, count, dtype, name, what):
     out = _arr(out, name)
     if _code(out, dtype, name) != code:
         raise TypeError(f"{name} has dtype {out.dtype}, expected the input's datatype "
-                        f"({_types.TYPE_NAMES[code]})")
+                        f"({_types.type_name(code)}, {_types.size_of(code)}-byte elements)")
     if out.size != count:
         raise ValueError(f"{name} has {out.size} elements, expected {count} ({what})")
     return out

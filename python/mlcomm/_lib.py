@@ -8,9 +8,14 @@ Search order (the first that exists is loaded; see docs/python.md):
 3. the build tree, when this package runs from a source checkout: ``build/src/``,
    then every other ``build*/src/`` directory, newest first (one that fails to load,
    e.g. an AddressSanitizer build, is skipped);
-4. the system: ``ctypes.util.find_library("mlcomm")`` (ldconfig), then
+4. the copy ``meson install`` put beside this package, when meson installed it: the
+   generated ``_build_info`` module records where the library goes, both relative to
+   the package (so a staged DESTDIR tree or a moved prefix loads its own copy) and as
+   the configured path;
+5. the system: ``ctypes.util.find_library("mlcomm")`` (ldconfig), then
    ``libmlcomm.so.0`` through the dynamic loader's own search (LD_LIBRARY_PATH,
-   /etc/ld.so.conf).
+   /etc/ld.so.conf), then meson's default prefix, /usr/local, whose library
+   directories the loader only knows once ``ldconfig`` has run.
 
 The library is opened with RTLD_GLOBAL. Its dependency libmpi.so then becomes global
 too, which Open MPI needs: the MCA components it dlopen()s at MPI_Init resolve
@@ -21,6 +26,7 @@ so the bindings always talk to the very MPI library libmlcomm was linked against
 import ctypes
 import ctypes.util
 import os
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -116,7 +122,14 @@ _PROTOTYPES = {
     "mlcommWaitAll": [_i, _p(c_req), _p(Status)],
     "mlcommGroupStart": [],
     "mlcommGroupEnd": [],
+    "mlcommTypeSize": [_i, _p(_sz)],
+    "mlcommTypeFromName": [ctypes.c_char_p, _p(_i)],
+    "mlcommRedOpFromName": [ctypes.c_char_p, _p(_i)],
+    "mlcommTransportFromName": [ctypes.c_char_p, _p(_i)],
 }
+# Functions returning a constant string, each taking one int (an enum or result code).
+_NAME_FUNCTIONS = ("mlcommGetErrorString", "mlcommTypeName", "mlcommRedOpName",
+                   "mlcommTransportName")
 
 # The C type of MPI_Comm for the MPI libmlcomm links: a pointer in Open MPI, an int in
 # MPICH and its derivatives. Set by load().
@@ -157,11 +170,43 @@ def _tree_candidates(root):
     return ([first] if first.is_file() else []) + others
 
 
-def candidates(explicit=None, environ=None, tree=True, system=True):
+def _build_info():
+    """The module meson generates when it installs the package, else None (a source
+    checkout, or a copy installed by pip)."""
+    try:
+        from . import _build_info as info
+    except ImportError:
+        return None
+    return info
+
+
+def _installed_candidates(info, package_dir=None):
+    if info is None:
+        return []
+    # Not resolved: the relative path was computed on the configured layout, which a
+    # symlinked site directory would break if followed.
+    package_dir = package_dir or os.path.dirname(os.path.abspath(__file__))
+    beside = os.path.normpath(os.path.join(package_dir, info.LIBRARY_FROM_PACKAGE))
+    out = [("installed beside the package", beside)]
+    if os.path.normpath(info.LIBRARY) != beside:
+        out.append(("installed (configured path)", info.LIBRARY))
+    return out
+
+
+def _default_prefix_candidates():
+    # Where `meson install` with its default prefix puts the library (Debian's libdir
+    # is lib/<multiarch>), for copies of this package that carry no _build_info.
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    dirs = ([f"lib/{multiarch}"] if multiarch else []) + ["lib64", "lib"]
+    return [os.path.join("/usr/local", d, SONAME) for d in dirs]
+
+
+def candidates(explicit=None, environ=None, tree=True, system=True, build_info=_build_info):
     """The places searched, in order, as (origin, path, required) triples.
 
     ``required`` candidates (explicit path, MLCOMM_LIBRARY) must load: a failure there
-    is reported at once instead of falling through to another copy of the library."""
+    is reported at once instead of falling through to another copy of the library.
+    ``build_info`` returns the installed package's _build_info module, or None."""
     environ = os.environ if environ is None else environ
     out = []
     if explicit:
@@ -173,20 +218,25 @@ def candidates(explicit=None, environ=None, tree=True, system=True):
     if tree:
         for c in _tree_candidates(_source_root()):
             out.append(("build tree", str(c), False))
+    for origin, p in _installed_candidates(build_info()):
+        out.append((origin, p, False))
     if system:
         found = ctypes.util.find_library("mlcomm")
         if found:
             out.append(("system (ldconfig)", found, False))
         out.append(("system (dynamic loader search)", SONAME, False))
+        for p in _default_prefix_candidates():
+            out.append(("system (meson's default prefix)", p, False))
     return out
 
 
-def locate(explicit=None, environ=None, tree=True, system=True, loader=None):
+def locate(explicit=None, environ=None, tree=True, system=True, loader=None,
+           build_info=_build_info):
     """Loads the first candidate that works; returns (CDLL, path). Raises
     LibraryNotFoundError naming every place tried."""
     loader = loader or (lambda p: ctypes.CDLL(p, mode=ctypes.RTLD_GLOBAL))
     tried = []
-    for origin, p, required in candidates(explicit, environ, tree, system):
+    for origin, p, required in candidates(explicit, environ, tree, system, build_info):
         is_file_path = os.sep in p
         if is_file_path and not os.path.exists(p):
             tried.append(f"{origin}: {p} (no such file)")
@@ -202,8 +252,8 @@ def locate(explicit=None, environ=None, tree=True, system=True, loader=None):
     raise LibraryNotFoundError(
         "mlcomm: cannot load libmlcomm. Tried, in order:\n  - " + "\n  - ".join(tried or ["nothing"])
         + "\nBuild it (meson setup build && ninja -C build), then set MLCOMM_LIBRARY to "
-        "build/src/libmlcomm.so.0, call mlcomm.load_library(path), or install it "
-        "(meson install -C build && ldconfig).")
+        "build/src/libmlcomm.so.0, call mlcomm.load_library(path), or install both "
+        "(meson install -C build installs this package with the library's path).")
 
 
 def _detect_mpi_comm_type(lib):
@@ -212,6 +262,15 @@ def _detect_mpi_comm_type(lib):
         return ctypes.c_void_p  # Open MPI: MPI_Comm is a pointer
     except ValueError:
         return ctypes.c_int  # MPICH ABI: MPI_Comm is an int
+
+
+def _symbol(lib, p, name):
+    try:
+        return getattr(lib, name)
+    except AttributeError:
+        raise LibraryNotFoundError(
+            f"mlcomm: {p} has no symbol {name}; it is not a libmlcomm these "
+            "bindings know (rebuild it, or point MLCOMM_LIBRARY elsewhere)") from None
 
 
 def load():
@@ -225,20 +284,17 @@ def load():
         lib, p = locate(_explicit)
         mpi_comm_t = _detect_mpi_comm_type(lib)
         for name, argtypes in _PROTOTYPES.items():
-            try:
-                fn = getattr(lib, name)
-            except AttributeError:
-                raise LibraryNotFoundError(
-                    f"mlcomm: {p} has no symbol {name}; it is not a libmlcomm these "
-                    "bindings know (rebuild it, or point MLCOMM_LIBRARY elsewhere)") from None
+            fn = _symbol(lib, p, name)
             fn.restype = _R
             if name == "mlcommCommInitFromMPI":
                 argtypes = [_p(c_comm), mpi_comm_t, _p(Config)]
             elif name == "mlcommCommGetMPI":
                 argtypes = [c_comm, _p(mpi_comm_t)]
             fn.argtypes = argtypes
-        lib.mlcommGetErrorString.restype = ctypes.c_char_p
-        lib.mlcommGetErrorString.argtypes = [_i]
+        for name in _NAME_FUNCTIONS:
+            fn = _symbol(lib, p, name)
+            fn.restype = ctypes.c_char_p
+            fn.argtypes = [_i]
         lib.mlcommGetLastError.restype = ctypes.c_char_p
         lib.mlcommGetLastError.argtypes = [c_comm]
         v = ctypes.c_int()

@@ -1,17 +1,15 @@
-"""numpy dtype <-> mlcommDataType_t, reduction ops, transports, and bfloat16 helpers."""
+"""numpy dtype <-> mlcommDataType_t; the library's names and sizes of datatypes,
+reduction ops and transports; bfloat16 helpers."""
 
+import ctypes
 import operator
 
 import numpy as np
 
-# mlcommDataType_t
-INT8, UINT8, INT32, UINT32, INT64, UINT64, FLOAT16, FLOAT32, FLOAT64, BFLOAT16 = range(10)
+from . import _lib
 
-TYPE_NAMES = {
-    INT8: "int8", UINT8: "uint8", INT32: "int32", UINT32: "uint32", INT64: "int64",
-    UINT64: "uint64", FLOAT16: "float16", FLOAT32: "float32", FLOAT64: "float64",
-    BFLOAT16: "bfloat16",
-}
+# mlcommDataType_t (the header's values, part of the ABI)
+INT8, UINT8, INT32, UINT32, INT64, UINT64, FLOAT16, FLOAT32, FLOAT64, BFLOAT16 = range(10)
 
 #: numpy has no bfloat16. This dtype is 2-byte unsigned storage (the raw bfloat16 bits)
 #: tagged with metadata, so arrays created with it (``np.zeros(n, mlcomm.bfloat16)``,
@@ -34,21 +32,84 @@ _CODES = {
     np.dtype(np.float32): FLOAT32,
     np.dtype(np.float64): FLOAT64,
 }
-_SIZES = {INT8: 1, UINT8: 1, INT32: 4, UINT32: 4, INT64: 8, UINT64: 8, FLOAT16: 2,
-          FLOAT32: 4, FLOAT64: 8, BFLOAT16: 2}
+_DTYPES = {c: dt for dt, c in _CODES.items()}  # code -> the numpy dtype mem_alloc makes
+_DTYPES[BFLOAT16] = bfloat16
 
-# Names accepted by dtype= overrides.
-_OVERRIDES = {
-    "int8": INT8, "char": INT8, "uint8": UINT8, "int32": INT32, "int": INT32,
-    "uint32": UINT32, "int64": INT64, "uint64": UINT64, "float16": FLOAT16,
-    "half": FLOAT16, "float32": FLOAT32, "float": FLOAT32, "float64": FLOAT64,
-    "double": FLOAT64, "bfloat16": BFLOAT16, "bf16": BFLOAT16,
-}
+# Names and sizes are the library's (mlcommTypeName, mlcommTypeSize, ...), so Python
+# accepts and prints exactly the spellings of the C API and the benchmarks. They are
+# read once, when first needed: {"type"|"op"|"transport": {code: name}}, {code: bytes}.
+_names = {}
+_SIZES = {}
+# name -> code as the library's ...FromName answered, keyed by the caller's spelling;
+# only accepted names are kept. The call fast paths read OP_CODES directly.
+_TYPE_CODES = {}
+OP_CODES = {}
+_TRANSPORT_CODES = {}
 
-OPS = {"sum": 0, "prod": 1, "max": 2, "min": 3, "avg": 4}
-OP_NAMES = {v: k for k, v in OPS.items()}
-TRANSPORTS = {"auto": 0, "mpi": 1, "shm": 2, "nccl": 3}
-TRANSPORT_NAMES = {v: k for k, v in TRANSPORTS.items()}
+
+def _enum_names(fn):
+    """{value: name} of one of the library's enums: their values run from 0 without a
+    gap (mlcomm.h), and the name functions answer "unknown" past the last one."""
+    out = {}
+    for v in range(256):
+        s = fn(v)
+        if not s or s == b"unknown":
+            break
+        out[v] = s.decode("utf-8", "replace")
+    return out
+
+
+def _tables():
+    if not _names:
+        lib = _lib.load()
+        with _lib.lock:
+            types = _enum_names(lib.mlcommTypeName)
+            n = ctypes.c_size_t()
+            for c in types:
+                if lib.mlcommTypeSize(c, ctypes.byref(n)) == 0:
+                    _SIZES[c] = n.value
+            found = {"type": types, "op": _enum_names(lib.mlcommRedOpName),
+                     "transport": _enum_names(lib.mlcommTransportName)}
+        _names.update(found)
+    return _names
+
+
+def _from_name(func, name, cache):
+    """(code, None) for a name the library's func accepts, else (None, its sentence)."""
+    code = cache.get(name)
+    if code is not None:
+        return code, None
+    if "\0" in name:
+        return None, f"{name!r} contains a NUL character"
+    lib = _lib.load()
+    out = ctypes.c_int()
+    with _lib.lock:
+        rc = getattr(lib, func)(name.encode("utf-8", "replace"), ctypes.byref(out))
+        msg = _lib.last_error() if rc else ""
+    if rc:
+        return None, msg[len(func) + 2:] if msg.startswith(func + ": ") else msg
+    cache[name] = out.value
+    return out.value, None
+
+
+def _by_value(v, kind):
+    """v when it is an int naming a value of the library's enum kind, else None."""
+    i = _int_or_none(v)
+    return i if i is not None and i in _tables()[kind] else None
+
+
+def _values(kind):
+    return f"0..{max(_tables()[kind])}"
+
+
+def type_name(code):
+    """The library's name of a datatype (mlcommTypeName: "float" is float32)."""
+    return _tables()["type"].get(code, "unknown")
+
+
+def transport_name(code):
+    """The library's name of a transport, or code itself when it names none."""
+    return _tables()["transport"].get(code, code)
 
 
 def is_bfloat16(dt):
@@ -81,34 +142,42 @@ def code_of(dt, what="array"):
     elif dt.kind == "b":
         hint = " (view it as uint8: x.view(np.uint8))"
     raise TypeError(
-        f"mlcomm has no datatype for the {what}'s dtype {dt}{hint}; supported: int8, "
-        "uint8, int32, uint32, int64, uint64, float16, float32, float64, bfloat16")
+        f"mlcomm has no datatype for the {what}'s dtype {dt}{hint}; supported: "
+        + ", ".join(d.name for d in _CODES) + ", bfloat16")
 
 
 def override_code(dtype):
-    """The mlcommDataType_t named by a dtype= argument (str, numpy dtype or int code)."""
+    """The mlcommDataType_t named by a dtype= argument: a name the library accepts
+    (mlcommTypeFromName), a numpy dtype, or an int code."""
     if isinstance(dtype, str):
-        c = _OVERRIDES.get(dtype.lower())
+        c, why = _from_name("mlcommTypeFromName", dtype, _TYPE_CODES)
         if c is None:
-            raise TypeError(f"dtype={dtype!r} is not an mlcomm datatype; use one of "
-                            + ", ".join(sorted(set(TYPE_NAMES.values()))))
+            raise TypeError(f"dtype={dtype!r} is not an mlcomm datatype: {why}")
         return c
     if isinstance(dtype, int) and not isinstance(dtype, bool):
-        if 0 <= dtype < 10:
-            return dtype
-        raise TypeError(f"dtype={dtype} is not an mlcommDataType_t (0..9)")
+        if _by_value(dtype, "type") is None:
+            raise TypeError(f"dtype={dtype} is not an mlcommDataType_t ({_values('type')})")
+        return dtype
     return code_of(np.dtype(dtype), "dtype= argument")
 
 
 def size_of(code):
-    return _SIZES[code]
+    """Bytes per element of a valid datatype code (mlcommTypeSize)."""
+    s = _SIZES.get(code)
+    if s is None:
+        _tables()
+        s = _SIZES[code]
+    return s
 
 
 def numpy_dtype(dtype):
-    """The numpy dtype used to allocate arrays of an mlcomm datatype spec."""
-    if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
-        return bfloat16
-    if isinstance(dtype, np.dtype) and is_bfloat16(dtype):
+    """The numpy dtype used to allocate arrays of an mlcomm datatype spec: a library
+    datatype name (so "float" is float32, as in C), else anything numpy takes."""
+    if isinstance(dtype, str):
+        c, _ = _from_name("mlcommTypeFromName", dtype, _TYPE_CODES)
+        if c is not None:
+            return _DTYPES[c]
+    elif isinstance(dtype, np.dtype) and is_bfloat16(dtype):
         return dtype
     dt = np.dtype(dtype)
     code_of(dt, "dtype")  # refuse what mlcomm cannot carry
@@ -124,29 +193,31 @@ def _int_or_none(v):
         return None
 
 
-def op_code(op):
-    """'sum'|'prod'|'max'|'min'|'avg' (or 0..4) -> mlcommRedOp_t; ValueError otherwise."""
-    if isinstance(op, str):
-        c = OPS.get(op.lower())
+def _code_from(v, arg, func, cache, kind):
+    """v as a value of the library's enum kind (a name func accepts, or the value);
+    ValueError naming arg otherwise."""
+    if isinstance(v, str):
+        c, why = _from_name(func, v, cache)
         if c is not None:
             return c
-    else:
-        i = _int_or_none(op)
-        if i is not None and 0 <= i < 5:
-            return i
-    raise ValueError(f"op={op!r} is not a reduction; use one of 'sum', 'prod', 'max', 'min', 'avg'")
+        raise ValueError(f"{arg}={v!r}: {why}")
+    c = _by_value(v, kind)
+    if c is not None:
+        return c
+    names = " ".join(_tables()[kind].values())
+    raise ValueError(f"{arg}={v!r} is not one of {names} (or {_values(kind)})")
+
+
+def op_code(op):
+    """A reduction name ('sum', 'prod', 'max', 'min', 'avg', any case) or value ->
+    mlcommRedOp_t; ValueError otherwise."""
+    return _code_from(op, "op", "mlcommRedOpFromName", OP_CODES, "op")
 
 
 def transport_code(t):
-    if isinstance(t, str):
-        c = TRANSPORTS.get(t.lower())
-        if c is not None:
-            return c
-    else:
-        i = _int_or_none(t)
-        if i is not None and 0 <= i < 4:
-            return i
-    raise ValueError(f"transport={t!r} is not a transport; use 'auto', 'mpi', 'shm' or 'nccl'")
+    """A transport name ('auto', 'mpi', 'shm', 'nccl') or value -> mlcommTransport_t."""
+    return _code_from(t, "transport", "mlcommTransportFromName", _TRANSPORT_CODES,
+                      "transport")
 
 
 # ------------------------------------------------------------------ bfloat16 helpers

@@ -161,7 +161,7 @@ class Comm(Collectives):
         """The settings in force: {'transport': str, 'timeout_ms': int, 'debug_level': int}."""
         cfg = _lib.new_config()
         _call("mlcommCommGetConfig", self._h, _byref(cfg), comm=self)
-        return {"transport": _types.TRANSPORT_NAMES.get(cfg.transport, cfg.transport),
+        return {"transport": _types.transport_name(cfg.transport),
                 "timeout_ms": cfg.timeoutMs, "debug_level": cfg.debugLevel}
 
     @property

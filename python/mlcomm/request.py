@@ -23,7 +23,6 @@ from .errors import INTERNAL_ERROR, error_class
 _c_uint64 = ctypes.c_uint64
 _c_int = ctypes.c_int
 _CStatus = _lib.Status
-_SIZES = _types._SIZES
 
 _pending = {}  # request handle -> _State, for every request not yet completed
 _orphans = set()  # _States whose Request object was dropped before completion
@@ -37,7 +36,7 @@ class Status(collections.namedtuple("Status", "source tag nbytes")):
 
     def count(self, dtype):
         """nbytes in elements of dtype (numpy dtype or mlcomm datatype name)."""
-        size = _SIZES[_types.override_code(dtype)] if isinstance(dtype, (str, int)) \
+        size = _types.size_of(_types.override_code(dtype)) if isinstance(dtype, (str, int)) \
             else np.dtype(dtype).itemsize
         return self.nbytes // size
 

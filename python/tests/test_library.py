@@ -1,5 +1,9 @@
-"""Finding libmlcomm: explicit path, MLCOMM_LIBRARY, the build tree, the system. Local
-tests (no communication), checked with a fake loader so nothing else gets loaded."""
+"""Finding libmlcomm: explicit path, MLCOMM_LIBRARY, the build tree, the copy meson
+installed beside the package, the system. Local tests (no communication), checked with
+a fake loader so nothing else gets loaded."""
+
+import os
+import types
 
 import pytest
 
@@ -25,7 +29,9 @@ def test_search_order(tmp_path):
     origins = [o for o, _, _ in c]
     assert origins[0] == "explicit path" and origins[1] == "MLCOMM_LIBRARY"
     assert c[1][1] == str(env_lib)  # a directory means its libmlcomm.so.0
-    assert origins[-1] == "system (dynamic loader search)"
+    i_loader = origins.index("system (dynamic loader search)")
+    assert set(origins[i_loader + 1:]) == {"system (meson's default prefix)"}
+    assert all(p.startswith("/usr/local/") for _, p, _ in c[i_loader + 1:])
     i_tree = [i for i, o in enumerate(origins) if o == "build tree"]
     i_sys = [i for i, o in enumerate(origins) if o.startswith("system")]
     assert not i_tree or max(i_tree) < min(i_sys)
@@ -68,3 +74,52 @@ def test_load_library_after_load():
     assert mlcomm.load_library(loaded) == loaded
     with pytest.raises(RuntimeError, match="already loaded"):
         mlcomm.load_library("/some/other/libmlcomm.so.0")
+
+
+def _fake_build_info(library, library_from_package):
+    info = types.SimpleNamespace(LIBRARY=library, LIBRARY_FROM_PACKAGE=library_from_package)
+    return lambda: info
+
+
+def test_installed_copy_comes_after_the_environment_and_before_the_system(tmp_path):
+    """meson's _build_info: the library beside the package first (relative, so a staged
+    or moved install loads its own copy), then the configured path."""
+    package_dir = os.path.dirname(os.path.abspath(_lib.__file__))
+    beside = tmp_path / "stage" / "lib" / _lib.SONAME
+    configured = tmp_path / "prefix" / "lib" / _lib.SONAME
+    info = _fake_build_info(str(configured), os.path.relpath(beside, package_dir))
+    c = _lib.candidates(environ={"MLCOMM_LIBRARY": "/env/" + _lib.SONAME}, tree=False,
+                        build_info=info)
+    origins = [o for o, _, _ in c]
+    assert origins[:3] == ["MLCOMM_LIBRARY", "installed beside the package",
+                           "installed (configured path)"]
+    assert origins[3].startswith("system")
+    assert c[1][1] == str(beside) and c[2][1] == str(configured)
+    assert not c[1][2] and not c[2][2]  # neither is required: a moved package falls through
+
+    configured.parent.mkdir(parents=True)
+    configured.write_bytes(b"")
+    lib, p = _lib.locate(None, {}, tree=False, system=False, build_info=info,
+                         loader=_fake_loader({str(configured)}))
+    assert p == str(configured)  # nothing beside the package: the configured path
+    beside.parent.mkdir(parents=True)
+    beside.write_bytes(b"")
+    lib, p = _lib.locate(None, {}, tree=False, system=False, build_info=info,
+                         loader=_fake_loader({str(configured), str(beside)}))
+    assert p == str(beside)
+
+
+def test_same_path_is_tried_once():
+    package_dir = os.path.dirname(os.path.abspath(_lib.__file__))
+    lib = os.path.join(package_dir, "..", "lib", _lib.SONAME)
+    info = _fake_build_info(os.path.normpath(lib), os.path.join("..", "lib", _lib.SONAME))
+    c = _lib.candidates(environ={}, tree=False, system=False, build_info=info)
+    assert [o for o, _, _ in c] == ["installed beside the package"]
+
+
+def test_source_checkout_has_no_build_info():
+    """_build_info.py is generated into the build directory and only installed: a
+    source-tree run searches the build tree instead."""
+    if _lib._source_root() is not None:
+        assert _lib._build_info() is None
+        assert not any(o.startswith("installed") for o, _, _ in _lib.candidates(environ={}))
