@@ -228,6 +228,41 @@ out:
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A CUDA failure while staging reaches the caller as an error naming the call, its
+ * sequence number and the CUDA function; the error is cleared and the communicator
+ * stays usable. Only under tests/fakecuda, which refuses a copy past the end of an
+ * allocation when it is queued: a real GPU may fault later and lose its context. */
+static void staging_failure(void) {
+  if (tc_transport != mlcommTransportMpi && tc_transport != mlcommTransportShm) return;
+  if (strncmp(cudaGetErrorString(cudaErrorInvalidValue), "fakegpu: ", 9) != 0) return;
+  tc_section("a failed staging copy");
+  size_t count = 4096, bytes = count * sizeof(float);
+  float *host = malloc(bytes);
+  void *small = dev_alloc(16 * sizeof(float)), *big = dev_alloc(bytes);
+  if (!CHECK(host && small && big, "allocation failed")) goto out;
+  mlcommResult_t r = mlcommAllReduce(small, big, count, mlcommFloat32, mlcommSum, tc_comm);
+  const char *msg = mlcommGetLastError(tc_comm);
+  CHECK(r == mlcommInternalError && strstr(msg, "mlcommAllReduce (seq ") &&
+            strstr(msg, "): cudaMemcpyAsync failed: fakegpu: "),
+        "an AllReduce reading past its device buffer returned %d ('%s'), expected an internal "
+        "error naming mlcommAllReduce, its seq and cudaMemcpyAsync",
+        (int)r, msg ? msg : "");
+  CHECK(cudaGetLastError() == cudaSuccess, "the failed copy's error was left for the next call");
+  for (size_t i = 0; i < count; i++) host[i] = (float)(tc_rank + 1);
+  if (CHECK(to_dev(big, host, bytes), "cudaMemcpy H2D") &&
+      CHECK_OK(mlcommAllReduce(big, big, count, mlcommFloat32, mlcommSum, tc_comm)) &&
+      CHECK(to_host(host, big, bytes), "cudaMemcpy D2H")) {
+    float want = (float)(tc_nranks * (tc_nranks + 1) / 2);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++) bad += host[i] != want;
+    CHECK(bad == 0, "after the failed call, AllReduce got %zu wrong elements (want %g)", bad,
+          (double)want);
+  }
+out:
+  free(host);
+  cudaFree(small), cudaFree(big);
+}
+
 static void run(void) {
   int ndev = 0;
   cudaError_t e = cudaGetDeviceCount(&ndev);
@@ -260,6 +295,7 @@ static void run(void) {
     on_stream(counts[c], 800 + c);
   }
   nccl_failures();
+  staging_failure();
 }
 #endif
 

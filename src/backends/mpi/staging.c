@@ -20,15 +20,13 @@
 #include "backends/mpi/mpi_internal.h"
 #include "collectives/reduce.h"
 #include "collectives/validate.h"
+#include "core/cuda.h"
 
 /* Staged device buffers: chunks in the pipeline at once (pinned slots per call). */
 MLCOMM_PARAM(MpiStageSlots, "MLCOMM_MPI_STAGE_SLOTS", 3, 2, 16);
 
 #if MLCOMM_HAVE_MPI_EXT
 #include <mpi-ext.h>
-#endif
-#if MLCOMM_HAVE_CUDA
-#include <cuda_runtime_api.h>
 #endif
 
 bool mpi_cuda_aware(void) {
@@ -116,28 +114,10 @@ void mpi_stage_ptrs(const struct mpi_state *st, const struct mlcomm_op *op,
 }
 
 #if MLCOMM_HAVE_CUDA
-static mlcommResult_t cuda_fail(struct mpi_state *st, const struct mlcomm_op *op, cudaError_t e,
-                                const char *call) {
-  cudaGetLastError(); /* clear it unless sticky */
-  return mlcomm_error(st->comm, mlcommInternalError, "%s (seq %llu) on the MPI transport: %s "
-                      "failed: %s", mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq,
-                      call, cudaGetErrorString(e));
-}
-
-#define CUDA_TRY(st, op, call)                                                             \
-  do {                                                                                     \
-    cudaError_t e_ = (call);                                                               \
-    if (e_ != cudaSuccess) return cuda_fail((st), (op), e_, #call);                        \
-  } while (0)
-
-static cudaStream_t stream_of(const struct mpi_state *st) {
-  return (cudaStream_t)st->comm->cuda_stream;
-}
-
 static void pinned_destroy(struct mpi_pinned *b) {
   for (int i = 0; i < MPI_STAGE_MAX_SLOTS; i++) {
-    if (b->ev_in[i]) cudaEventDestroy((cudaEvent_t)b->ev_in[i]);
-    if (b->ev_out[i]) cudaEventDestroy((cudaEvent_t)b->ev_out[i]);
+    mlcomm_cuda_event_free(&b->ev_in[i], false);
+    mlcomm_cuda_event_free(&b->ev_out[i], false);
   }
   if (b->mem) cudaFreeHost(b->mem);
   free(b);
@@ -157,10 +137,10 @@ static mlcommResult_t pinned_get(struct mpi_state *st, const struct mlcomm_op *o
   }
   struct mpi_pinned *b = calloc(1, sizeof *b);
   if (b == NULL) return mlcomm_error(st->comm, mlcommSystemError, "MPI transport: out of memory");
-  cudaError_t e = cudaMallocHost(&b->mem, bytes ? bytes : 1);
-  if (e != cudaSuccess) {
+  mlcommResult_t res = MLCOMM_CUDA_RESULT(st->comm, op, cudaMallocHost(&b->mem, bytes ? bytes : 1));
+  if (res != mlcommSuccess) {
     free(b);
-    return cuda_fail(st, op, e, "cudaMallocHost (staging buffers)");
+    return res;
   }
   b->bytes = bytes;
   *out = b;
@@ -177,28 +157,8 @@ static void pinned_put(struct mpi_state *st, struct mpi_pinned *b) {
   st->npinned++;
 }
 
-static mlcommResult_t event_of(struct mpi_state *st, const struct mlcomm_op *op, void **slot,
-                               cudaEvent_t *ev) {
-  if (*slot == NULL) {
-    cudaEvent_t e;
-    CUDA_TRY(st, op, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    *slot = e;
-  }
-  *ev = (cudaEvent_t)*slot;
-  return mlcommSuccess;
-}
-
-/* Whether the work before ev has finished. */
-static mlcommResult_t event_done(struct mpi_state *st, const struct mlcomm_op *op, void *ev,
-                                 bool *done) {
-  cudaError_t e = cudaEventQuery((cudaEvent_t)ev);
-  *done = e == cudaSuccess;
-  if (e == cudaSuccess || e == cudaErrorNotReady) return mlcommSuccess;
-  return cuda_fail(st, op, e, "cudaEventQuery");
-}
-
 /* Queues chunk k's copy in (device input to its slot) or out (slot to the device
- * result) on the communicator's stream, and the slot's event after it. */
+ * result), and the slot's event after it. */
 static mlcommResult_t copy_chunk(struct mpi_state *st, const struct mlcomm_op *op,
                                  struct mpi_op *mo, size_t k, bool in) {
   size_t off, sb, rb;
@@ -207,16 +167,12 @@ static mlcommResult_t copy_chunk(struct mpi_state *st, const struct mlcomm_op *o
   void *hrecv;
   mpi_stage_ptrs(st, op, mo, k, &hsend, &hrecv);
   int s = (int)(k % (size_t)mo->nslots);
-  cudaEvent_t ev = NULL;
-  MLCOMM_CHECK(event_of(st, op, in ? &mo->block->ev_in[s] : &mo->block->ev_out[s], &ev));
   if (in)
-    CUDA_TRY(st, op, cudaMemcpyAsync((void *)hsend, (const char *)op->sendbuf + off, sb,
-                                     cudaMemcpyDeviceToHost, stream_of(st)));
-  else
-    CUDA_TRY(st, op, cudaMemcpyAsync((char *)op->recvbuf + off, hrecv, rb,
-                                     cudaMemcpyHostToDevice, stream_of(st)));
-  CUDA_TRY(st, op, cudaEventRecord(ev, stream_of(st)));
-  return mlcommSuccess;
+    return mlcomm_cuda_copy_async(st->comm, op, (void *)hsend, MLCOMM_MEM_PINNED,
+                                  (const char *)op->sendbuf + off, op->send_mem, sb,
+                                  &mo->block->ev_in[s]);
+  return mlcomm_cuda_copy_async(st->comm, op, (char *)op->recvbuf + off, op->recv_mem, hrecv,
+                                MLCOMM_MEM_PINNED, rb, &mo->block->ev_out[s]);
 }
 
 mlcommResult_t mpi_stage_setup(struct mpi_state *st, const struct mlcomm_op *op,
@@ -258,7 +214,7 @@ mlcommResult_t mpi_stage_fill(struct mpi_state *st, const struct mlcomm_op *op,
     struct mpi_slot *slot = &mo->slot[s];
     if (slot->state == MPI_SLOT_DRAINING) {
       bool done;
-      MLCOMM_CHECK(event_done(st, op, mo->block->ev_out[s], &done));
+      MLCOMM_CHECK(mlcomm_cuda_event_done(st->comm, op, mo->block->ev_out[s], &done));
       if (!done) break;
       slot->state = MPI_SLOT_FREE;
     }
@@ -281,7 +237,7 @@ mlcommResult_t mpi_stage_ready(struct mpi_state *st, const struct mlcomm_op *op,
     return mlcommSuccess;
   }
   if (!mo->stage_send) return mlcommSuccess;
-  MLCOMM_CHECK(event_done(st, op, mo->block->ev_in[s], ready));
+  MLCOMM_CHECK(mlcomm_cuda_event_done(st->comm, op, mo->block->ev_in[s], ready));
   if (*ready) mo->slot[s].state = MPI_SLOT_POSTED;
   return mlcommSuccess;
 }
@@ -309,7 +265,7 @@ mlcommResult_t mpi_stage_drained(struct mpi_state *st, const struct mlcomm_op *o
   for (int s = 0; s < mo->nslots; s++) {
     if (mo->slot[s].state != MPI_SLOT_DRAINING) continue;
     bool done;
-    MLCOMM_CHECK(event_done(st, op, mo->block->ev_out[s], &done));
+    MLCOMM_CHECK(mlcomm_cuda_event_done(st->comm, op, mo->block->ev_out[s], &done));
     if (done) mo->slot[s].state = MPI_SLOT_FREE;
     else *drained = false;
   }
@@ -330,9 +286,8 @@ mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, st
     mo->recv = mo->block->mem;
     return mlcommSuccess;
   }
-  CUDA_TRY(st, op, cudaMemcpyAsync(mo->block->mem, op->sendbuf, bytes, cudaMemcpyDeviceToHost,
-                                   stream_of(st)));
-  CUDA_TRY(st, op, cudaStreamSynchronize(stream_of(st)));
+  MLCOMM_CHECK(mlcomm_cuda_copy_sync(st->comm, op, mo->block->mem, MLCOMM_MEM_PINNED, op->sendbuf,
+                                     op->send_mem, bytes));
   mo->send = mo->block->mem;
   return mlcommSuccess;
 }
@@ -340,10 +295,8 @@ mlcommResult_t mpi_stage_in(struct mpi_state *st, const struct mlcomm_op *op, st
 mlcommResult_t mpi_stage_out(struct mpi_state *st, const struct mlcomm_op *op, struct mpi_op *mo) {
   if (mo->block == NULL || op->kind != MLCOMM_OP_RECV || op->status.bytes == 0)
     return mlcommSuccess;
-  CUDA_TRY(st, op, cudaMemcpyAsync(op->recvbuf, mo->recv, op->status.bytes,
-                                   cudaMemcpyHostToDevice, stream_of(st)));
-  CUDA_TRY(st, op, cudaStreamSynchronize(stream_of(st)));
-  return mlcommSuccess;
+  return mlcomm_cuda_copy_sync(st->comm, op, op->recvbuf, op->recv_mem, mo->recv, MLCOMM_MEM_PINNED,
+                               op->status.bytes);
 }
 
 void mpi_stage_free(struct mpi_state *st, struct mpi_op *mo) {

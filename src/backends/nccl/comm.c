@@ -98,9 +98,8 @@ mlcommResult_t nccl_comm_init(struct mlcomm_comm *comm, void **state) {
   st->local_rank = node_local_rank(comm->coll_comm, &local_size);
   const char *why = NULL;
   st->device = choose_device(comm, st->local_rank, ndev > 0 ? ndev : 1, &why);
-  cudaError_t e = cudaSetDevice(st->device);
-  if (e != cudaSuccess) {
-    mlcommResult_t res = nccl_cuda_fail(st, NULL, e, "cudaSetDevice");
+  mlcommResult_t res = MLCOMM_CUDA_RESULT(comm, NULL, cudaSetDevice(st->device));
+  if (res != mlcommSuccess) {
     free(st);
     return res;
   }
@@ -120,17 +119,17 @@ mlcommResult_t nccl_comm_init(struct mlcomm_comm *comm, void **state) {
     return mlcomm_mpi_error(comm, mrc, "MPI_Bcast of the NCCL unique id");
   }
   if (!boot.ok) {
-    mlcommResult_t res = comm->rank == 0 ? nccl_fail(st, NULL, r, "ncclGetUniqueId")
-                                         : mlcomm_error(comm, mlcommRemoteError,
-                                                        "NCCL transport: rank 0 could not "
-                                                        "create the NCCL unique id");
+    res = comm->rank == 0 ? nccl_fail(st, NULL, r, "ncclGetUniqueId")
+                          : mlcomm_error(comm, mlcommRemoteError,
+                                         "NCCL transport: rank 0 could not create the NCCL "
+                                         "unique id");
     free(st);
     return res;
   }
   r = ncclCommInitRank(&st->nc, comm->nranks, boot.id, comm->rank);
   if (r != ncclSuccess) {
     st->nc = NULL;
-    mlcommResult_t res = nccl_fail(st, NULL, r, "ncclCommInitRank");
+    res = nccl_fail(st, NULL, r, "ncclCommInitRank");
     free(st);
     return res;
   }

@@ -50,14 +50,6 @@ mlcommResult_t nccl_fail(struct nccl_state *st, const struct mlcomm_op *op, nccl
                       detail && *detail ? ": " : "", detail ? detail : "");
 }
 
-mlcommResult_t nccl_cuda_fail(struct nccl_state *st, const struct mlcomm_op *op, cudaError_t e,
-                              const char *call) {
-  cudaGetLastError(); /* clear a non-sticky error */
-  char buf[128];
-  return mlcomm_error(st->comm, mlcommInternalError, "%s: %s failed: %s",
-                      where(op, buf, sizeof buf), call, cudaGetErrorString(e));
-}
-
 bool nccl_type(mlcommDataType_t t, ncclDataType_t *out) {
   switch (t) {
   case mlcommInt8: *out = ncclInt8; return true;

@@ -2,10 +2,10 @@
 #ifndef MLCOMM_BACKENDS_NCCL_INTERNAL_H
 #define MLCOMM_BACKENDS_NCCL_INTERNAL_H
 
-#include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include "backends/transport.h"
+#include "core/cuda.h"
 
 struct nccl_state {
   struct mlcomm_comm *comm;
@@ -27,11 +27,10 @@ struct nccl_op {
   struct nccl_op *pending_next; /* the state's open group */
 };
 
-/* errors.c: NCCL results and CUDA errors as mlcomm results, with NCCL's own string. */
+/* errors.c: NCCL results as mlcomm results, with NCCL's own string (CUDA errors:
+ * MLCOMM_CUDA_CHECK, core/cuda.h). */
 mlcommResult_t nccl_fail(struct nccl_state *st, const struct mlcomm_op *op, ncclResult_t r,
                          const char *call);
-mlcommResult_t nccl_cuda_fail(struct nccl_state *st, const struct mlcomm_op *op, cudaError_t e,
-                              const char *call);
 mlcommResult_t nccl_map_result(ncclResult_t r);
 /* Types and ops; false when NCCL has no equivalent. */
 bool nccl_type(mlcommDataType_t t, ncclDataType_t *out);

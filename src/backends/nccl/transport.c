@@ -29,8 +29,7 @@ static bool nccl_supports(void *state, const struct mlcomm_op *op) {
 }
 
 static mlcommResult_t record(struct nccl_state *st, struct mlcomm_op *op, struct nccl_op *no) {
-  cudaError_t e = cudaEventRecord(no->event, no->stream);
-  if (e != cudaSuccess) return nccl_cuda_fail(st, op, e, "cudaEventRecord");
+  MLCOMM_CUDA_CHECK(st->comm, op, cudaEventRecord(no->event, no->stream));
   no->recorded = true;
   return mlcommSuccess;
 }
@@ -56,11 +55,12 @@ static mlcommResult_t nccl_start(void *state, struct mlcomm_op *op) {
   no->st = st;
   no->stream = (cudaStream_t)st->comm->cuda_stream;
   op->tstate = no;
-  cudaError_t e = cudaEventCreateWithFlags(&no->event, cudaEventDisableTiming);
-  if (e != cudaSuccess) {
+  mlcommResult_t made =
+      MLCOMM_CUDA_RESULT(st->comm, op, cudaEventCreateWithFlags(&no->event, cudaEventDisableTiming));
+  if (made != mlcommSuccess) {
     free(no);
     op->tstate = NULL;
-    return nccl_cuda_fail(st, op, e, "cudaEventCreateWithFlags");
+    return made;
   }
   mlcommResult_t res = !mlcomm_op_is_collective(op->kind) ? nccl_p2p_enqueue(st, op, no->stream)
                                   : nccl_coll_enqueue(st, op, no->stream);
@@ -82,10 +82,11 @@ static mlcommResult_t nccl_progress(void *state, struct mlcomm_op *op, bool *don
     return no->result;
   }
   if (!no->recorded) return mlcommSuccess; /* inside an open group */
-  cudaError_t e = cudaEventQuery(no->event);
-  if (e != cudaSuccess && e != cudaErrorNotReady) {
+  bool finished;
+  mlcommResult_t res = mlcomm_cuda_event_done(st->comm, op, no->event, &finished);
+  if (res != mlcommSuccess) {
     *done = true;
-    return nccl_cuda_fail(st, op, e, "cudaEventQuery");
+    return res;
   }
   /* Asked whether the work finished or not: a failed peer or network leaves the work
    * pending forever, and work that "finished" may have done so with an error. */
@@ -96,7 +97,7 @@ static mlcommResult_t nccl_progress(void *state, struct mlcomm_op *op, bool *don
     *done = true;
     return nccl_fail(st, op, async, "the NCCL communicator (ncclCommGetAsyncError)");
   }
-  *done = e == cudaSuccess;
+  *done = finished;
   return mlcommSuccess;
 }
 
@@ -137,9 +138,8 @@ static mlcommResult_t nccl_group_end(void *const *states, int n) {
         no->result = res;
         continue;
       }
-      cudaError_t e = cudaEventRecord(no->event, no->stream);
-      if (e != cudaSuccess) no->result = nccl_cuda_fail(st, NULL, e, "cudaEventRecord");
-      else no->recorded = true;
+      no->result = MLCOMM_CUDA_RESULT(st->comm, NULL, cudaEventRecord(no->event, no->stream));
+      no->recorded = no->result == mlcommSuccess;
     }
   }
   return res;

@@ -26,10 +26,9 @@
 
 #include "backends/shm/shm.h"
 #include "collectives/validate.h"
+#include "core/cuda.h"
 
 #if MLCOMM_HAVE_CUDA
-#include <cuda_runtime_api.h>
-
 enum { STAGE_IN, STAGE_READY, STAGE_OUT, STAGE_DONE };
 
 struct shm_stage {
@@ -37,7 +36,7 @@ struct shm_stage {
   void *host[2];           /* staging buffers: [0] send (or both, in place), [1] recv */
   void *cookie[2];         /* pool cookies; NULL: aligned_alloc */
   size_t out_len;          /* bytes copied back into the user's recvbuff */
-  cudaEvent_t event;
+  void *event;             /* cudaEvent_t after the copy in, then after the copy out */
   int phase;
 };
 
@@ -70,63 +69,47 @@ static void stage_free_buffers(struct shm_stage *sg) {
   }
 }
 
-static mlcommResult_t cuda_failed(struct shm_state *st, const struct mlcomm_op *op,
-                                  const char *call, cudaError_t e) {
-  return mlcomm_error(st->comm, mlcommInternalError,
-                      "%s (seq %llu) on the shared-memory transport: staging its device "
-                      "buffers: %s failed: %s",
-                      mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, call,
-                      cudaGetErrorString(e));
-}
-
 mlcommResult_t shm_stage_begin(struct shm_state *st, struct shm_op *o, struct mlcomm_op *op) {
   struct shm_stage *sg = calloc(1, sizeof *sg);
   if (sg == NULL) return mlcomm_error(st->comm, mlcommSystemError, "shm transport: out of memory");
-  cudaStream_t stream = (cudaStream_t)st->comm->cuda_stream;
   size_t send_len, recv_len;
   mlcomm_op_extents(st->comm, op, &send_len, &recv_len);
   sg->shadow = *op;
   sg->shadow.tstate = NULL;
   sg->out_len = needs(op->recv_mem) ? recv_len : 0;
-  cudaError_t e = cudaSuccess;
-  const char *call = "";
+  /* What is copied in to host[0]: nothing when only the result lives on the device. */
+  const void *in = NULL;
+  enum mlcomm_mem_kind in_mem = MLCOMM_MEM_HOST;
+  size_t in_len = 0;
   if (op->in_place) {
     /* One allocation holds both buffers: stage all of it (the inputs are in it). */
-    const char *base = op->kind == MLCOMM_OP_REDUCESCATTER ? op->sendbuf : op->recvbuf;
+    bool rs = op->kind == MLCOMM_OP_REDUCESCATTER;
+    const char *base = rs ? op->sendbuf : op->recvbuf;
     size_t len = send_len > recv_len ? send_len : recv_len;
     if ((sg->host[0] = stage_alloc(st, len, &sg->cookie[0])) == NULL) goto oom;
     sg->shadow.sendbuf = (char *)sg->host[0] + ((const char *)op->sendbuf - base);
     sg->shadow.recvbuf = (char *)sg->host[0] + ((const char *)op->recvbuf - base);
-    call = "cudaMemcpyAsync (device to host)";
-    e = cudaMemcpyAsync(sg->host[0], base, len, cudaMemcpyDefault, stream);
+    in = base, in_len = len, in_mem = rs ? op->send_mem : op->recv_mem;
   } else {
     if (send_len && needs(op->send_mem)) {
       if ((sg->host[0] = stage_alloc(st, send_len, &sg->cookie[0])) == NULL) goto oom;
       sg->shadow.sendbuf = sg->host[0];
-      call = "cudaMemcpyAsync (device to host)";
-      e = cudaMemcpyAsync(sg->host[0], op->sendbuf, send_len, cudaMemcpyDefault, stream);
+      in = op->sendbuf, in_len = send_len, in_mem = op->send_mem;
     }
-    if (e == cudaSuccess && recv_len && needs(op->recv_mem)) {
+    if (recv_len && needs(op->recv_mem)) {
       if ((sg->host[1] = stage_alloc(st, recv_len, &sg->cookie[1])) == NULL) goto oom;
       sg->shadow.recvbuf = sg->host[1];
     }
   }
   sg->shadow.send_mem = sg->shadow.recv_mem = MLCOMM_MEM_HOST;
   sg->shadow.send_dev = sg->shadow.recv_dev = -1;
-  if (e == cudaSuccess) {
-    call = "cudaEventCreateWithFlags";
-    e = cudaEventCreateWithFlags(&sg->event, cudaEventDisableTiming);
-    if (e == cudaSuccess) {
-      call = "cudaEventRecord";
-      e = cudaEventRecord(sg->event, stream);
-      if (e != cudaSuccess) cudaEventDestroy(sg->event);
-    }
-  }
-  if (e != cudaSuccess) {
+  mlcommResult_t res = mlcomm_cuda_copy_async(st->comm, op, sg->host[0], MLCOMM_MEM_HOST, in,
+                                              in_mem, in_len, &sg->event);
+  if (res != mlcommSuccess) {
+    mlcomm_cuda_event_free(&sg->event, false);
     stage_free_buffers(sg);
     free(sg);
-    cudaGetLastError();
-    return cuda_failed(st, op, call, e);
+    return res;
   }
   sg->phase = STAGE_IN;
   o->stage = sg;
@@ -147,16 +130,19 @@ oom:
 enum shm_step shm_stage_ready(struct shm_state *st, struct shm_op *o) {
   struct shm_stage *sg = o->stage;
   if (sg->phase != STAGE_IN) return SHM_ADVANCED;
-  cudaError_t e = cudaEventQuery(sg->event);
-  if (e == cudaErrorNotReady) return SHM_BLOCKED;
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    shm_fail(st, mlcommInternalError,
-             "copying device inputs to the host failed (cudaEventQuery: %s); the "
-             "communicator is unusable now: abort it",
-             cudaGetErrorString(e));
+  bool done;
+  /* No op in the sentence: the transport's failure is reported for every later op,
+   * each under its own name (report in transport.c). */
+  mlcommResult_t res = mlcomm_cuda_event_done(st->comm, NULL, sg->event, &done);
+  if (res != mlcommSuccess) {
+    /* Peers already count on this op's arrival: the queue cannot skip it. */
+    shm_fail(st, res,
+             "copying device inputs to the host: %s; the communicator is unusable now: "
+             "abort it",
+             mlcommGetLastError(NULL));
     return SHM_FAILED;
   }
+  if (!done) return SHM_BLOCKED;
   sg->phase = STAGE_READY;
   return SHM_ADVANCED;
 }
@@ -171,35 +157,26 @@ enum shm_step shm_stage_finish(struct shm_state *st, struct shm_op *o, mlcommRes
       sg->phase = STAGE_DONE;
       return SHM_DONE;
     }
-    cudaStream_t stream = (cudaStream_t)st->comm->cuda_stream;
-    cudaError_t e = cudaMemcpyAsync(user->recvbuf, sg->shadow.recvbuf, sg->out_len,
-                                    cudaMemcpyDefault, stream);
-    if (e == cudaSuccess) e = cudaEventRecord(sg->event, stream);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
+    *res = mlcomm_cuda_copy_async(st->comm, user, user->recvbuf, user->recv_mem,
+                                  sg->shadow.recvbuf, MLCOMM_MEM_HOST, sg->out_len, &sg->event);
+    if (*res != mlcommSuccess) {
       sg->phase = STAGE_DONE;
-      *res = cuda_failed(st, user, "cudaMemcpyAsync (host to device)", e);
       return SHM_FAILED;
     }
     sg->phase = STAGE_OUT;
   }
-  cudaError_t e = cudaEventQuery(sg->event);
-  if (e == cudaErrorNotReady) return SHM_BLOCKED;
+  bool done;
+  *res = mlcomm_cuda_event_done(st->comm, user, sg->event, &done);
+  if (*res == mlcommSuccess && !done) return SHM_BLOCKED;
   sg->phase = STAGE_DONE;
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    *res = cuda_failed(st, user, "copying the result to the device (cudaEventQuery)", e);
-    return SHM_FAILED;
-  }
-  return SHM_DONE;
+  return *res == mlcommSuccess ? SHM_DONE : SHM_FAILED;
 }
 
 void shm_stage_free(struct shm_op *o) {
   struct shm_stage *sg = o->stage;
   if (sg == NULL) return;
   /* A copy may still be reading or writing the host buffers (an abort): let it end. */
-  if (sg->phase == STAGE_IN || sg->phase == STAGE_OUT) cudaEventSynchronize(sg->event);
-  cudaEventDestroy(sg->event);
+  mlcomm_cuda_event_free(&sg->event, sg->phase == STAGE_IN || sg->phase == STAGE_OUT);
   stage_free_buffers(sg);
   free(sg);
   o->stage = NULL;
