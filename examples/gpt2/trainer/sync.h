@@ -49,7 +49,7 @@ typedef struct {
   float *global;   /* (n) parameters after the last outer step */
   float *momentum; /* (n) outer momentum */
   float *delta;    /* (n, mlcommMemAlloc) global - local, then its average */
-  /* allreduce: requests in flight during backward */
+  /* allreduce and zero1: requests in flight during backward */
   const gpt2_model *model;
   int B, T;
   float *dx0_all;      /* (nranks, B, T, C) every rank's gradient at the encoder output */
