@@ -11,9 +11,10 @@ CASE is one of
   resume   stopping after a checkpoint and resuming gives bitwise the losses of the
            uninterrupted run (allreduce, zero1, diloco; shuffled data)
   zero1    --sync zero1 ends with bitwise the parameters and AdamW state of --sync
-           allreduce (2 ranks on -t mpi and -t shm, 3 on -t shm), and a checkpoint of
-           one resumes as the other bitwise; on -t mpi with 3 ranks MPI sums the two
-           collectives in different orders, so there the difference is bounded
+           allreduce (2 ranks on -t mpi and -t shm, 3 on -t shm, 3 on -t mpi with
+           MLCOMM_MPI_RING_BYTES=-1), and a checkpoint of one resumes as the other
+           bitwise; on -t mpi with 3 ranks and the ring all-reduce the two collectives
+           sum in different orders, so there the difference is bounded
   errors   bad input: a clear message naming the file, non-zero exit on every rank,
            no hang
   smoke    one rank with samples (llm.c tokenizer file), what is printed, the loss plot,
@@ -87,10 +88,10 @@ def write_tokenizer(path):
             f.write(bytes([len(t)]) + t)
 
 
-def run(np_, trainer, mpirun, args, expect_ok=True):
+def run(np_, trainer, mpirun, args, expect_ok=True, env=None):
     cmd = [mpirun] + MPI_ARGS + ["-np", str(np_), trainer] + args
     try:
-        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, errors="replace",
+        p = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, errors="replace",
                            timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         check(False, "timed out (hang?): " + " ".join(cmd))
@@ -242,27 +243,32 @@ def case_zero1(a, d):
     train, val = make_data(d)
     steps = 5
 
-    def go(np_, sync, transport, out, n=steps, extra=()):
+    def go(np_, sync, transport, out, n=steps, extra=(), env=None):
         args = base_args(train, val, out, 2, steps=n, shape=False,
                          extra=ZERO1_SHAPE + ["--shuffle", "--sync", sync, "--checkpoint-every",
                                               str(n)] + list(extra))
         args[args.index("-t") + 1] = transport
-        return run(np_, a.trainer, a.mpirun, args)
+        return run(np_, a.trainer, a.mpirun, args, env=env)
 
-    for np_, transport in [(2, "mpi"), (2, "shm"), (3, "shm"), (3, "mpi")]:
+    # libnbc's default all-reduce sums in the order its reduce-scatter does; the ring
+    # that mlcomm asks for from 4 KiB does not
+    no_ring = dict(ENV, MLCOMM_MPI_RING_BYTES="-1")
+    for np_, transport, env in [(2, "mpi", None), (2, "shm", None), (3, "shm", None),
+                                (3, "mpi", no_ring), (3, "mpi", None)]:
         outs = {}
         for sync in ["allreduce", "zero1"]:
-            out = d + "/%s_%d_%s" % (sync, np_, transport)
-            if go(np_, sync, transport, out):
+            out = d + "/%s_%d_%s%s" % (sync, np_, transport, "_noring" if env else "")
+            if go(np_, sync, transport, out, env=env):
                 outs[sync] = final_state(out, steps)
         if len(outs) < 2:
             continue
         (ma, oa), (mz, oz) = outs["allreduce"], outs["zero1"]
         check(len(ma) == len(mz) and len(oa) == len(oz), "%d ranks -t %s: file sizes" %
               (np_, transport))
-        name = "%d ranks -t %s, %d steps" % (np_, transport, steps)
+        name = "%d ranks -t %s%s, %d steps" % (np_, transport,
+                                              " MLCOMM_MPI_RING_BYTES=-1" if env else "", steps)
         pa, pz = floats(ma, 1024), floats(mz, 1024)
-        if (np_, transport) != (3, "mpi"):
+        if (np_, transport) != (3, "mpi") or env:
             # which parameters differ (wte comes first, then wpe, then the layer)
             diff = [i for i in range(len(pa)) if ma[1024 + 4 * i:1028 + 4 * i] !=
                     mz[1024 + 4 * i:1028 + 4 * i]]
