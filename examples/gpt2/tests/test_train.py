@@ -220,7 +220,7 @@ def case_resume(a, d):
 
 
 # L=1 C=24: 20,328 parameters, not a multiple of 16 floats, so allreduce mode's AdamW
-# ends in a partial vector and zero1's shards (multiples of 16) cut wte's rows
+# ends in a partial AVX-512 vector, and zero1's shards (multiples of 16) cut wte's rows
 ZERO1_SHAPE = ["--depth", "1", "--channels", "24", "--heads", "2", "--seq-len", "32",
                "--vocab", "500"]
 
