@@ -10,6 +10,11 @@ CASE is one of
            ranks' parameters after every step (a serial reference, --ref)
   resume   stopping after a checkpoint and resuming gives bitwise the losses of the
            uninterrupted run (allreduce, zero1, diloco; shuffled data)
+  zero1    --sync zero1 ends with bitwise the parameters and AdamW state of --sync
+           allreduce (2 ranks on -t mpi and -t shm, 3 on -t shm, 3 on -t mpi with
+           MLCOMM_MPI_RING_BYTES=-1), and a checkpoint of one resumes as the other
+           bitwise; on -t mpi with 3 ranks and the ring all-reduce the two collectives
+           sum in different orders, so there the difference is bounded
   errors   bad input: a clear message naming the file, non-zero exit on every rank,
            no hang
   smoke    one rank with samples (llm.c tokenizer file), what is printed, the loss plot,
@@ -83,10 +88,10 @@ def write_tokenizer(path):
             f.write(bytes([len(t)]) + t)
 
 
-def run(np_, trainer, mpirun, args, expect_ok=True):
+def run(np_, trainer, mpirun, args, expect_ok=True, env=None):
     cmd = [mpirun] + MPI_ARGS + ["-np", str(np_), trainer] + args
     try:
-        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, errors="replace",
+        p = subprocess.run(cmd, env=env or ENV, capture_output=True, text=True, errors="replace",
                            timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         check(False, "timed out (hang?): " + " ".join(cmd))
@@ -214,6 +219,84 @@ def case_resume(a, d):
         print("--sync %s: resumed at step 4, steps 5-8 bitwise equal" % sync)
 
 
+# L=1 C=24: 20,328 parameters, not a multiple of 16 floats, so allreduce mode's AdamW
+# ends in a partial AVX-512 vector, and zero1's shards (multiples of 16) cut wte's rows
+ZERO1_SHAPE = ["--depth", "1", "--channels", "24", "--heads", "2", "--seq-len", "32",
+               "--vocab", "500"]
+
+
+def final_state(out, steps):
+    """model.bin and optimizer.bin of the checkpoint at the end: every parameter, m, v."""
+    step_dir = "%s/step_%08d" % (out, steps)
+    with open(step_dir + "/model.bin", "rb") as f:
+        model = f.read()
+    with open(step_dir + "/optimizer.bin", "rb") as f:
+        opt = f.read()
+    return model, opt
+
+
+def floats(blob, skip):
+    return struct.unpack("<%df" % ((len(blob) - skip) // 4), blob[skip:])
+
+
+def case_zero1(a, d):
+    train, val = make_data(d)
+    steps = 5
+
+    def go(np_, sync, transport, out, n=steps, extra=(), env=None):
+        args = base_args(train, val, out, 2, steps=n, shape=False,
+                         extra=ZERO1_SHAPE + ["--shuffle", "--sync", sync, "--checkpoint-every",
+                                              str(n)] + list(extra))
+        args[args.index("-t") + 1] = transport
+        return run(np_, a.trainer, a.mpirun, args, env=env)
+
+    # libnbc's default all-reduce sums in the order its reduce-scatter does; the ring
+    # that mlcomm asks for from 4 KiB does not
+    no_ring = dict(ENV, MLCOMM_MPI_RING_BYTES="-1")
+    for np_, transport, env in [(2, "mpi", None), (2, "shm", None), (3, "shm", None),
+                                (3, "mpi", no_ring), (3, "mpi", None)]:
+        outs = {}
+        for sync in ["allreduce", "zero1"]:
+            out = d + "/%s_%d_%s%s" % (sync, np_, transport, "_noring" if env else "")
+            if go(np_, sync, transport, out, env=env):
+                outs[sync] = final_state(out, steps)
+        if len(outs) < 2:
+            continue
+        (ma, oa), (mz, oz) = outs["allreduce"], outs["zero1"]
+        check(len(ma) == len(mz) and len(oa) == len(oz), "%d ranks -t %s: file sizes" %
+              (np_, transport))
+        name = "%d ranks -t %s%s, %d steps" % (np_, transport,
+                                              " MLCOMM_MPI_RING_BYTES=-1" if env else "", steps)
+        pa, pz = floats(ma, 1024), floats(mz, 1024)
+        if (np_, transport) != (3, "mpi") or env:
+            # which parameters differ (wte comes first, then wpe, then the layer)
+            diff = [i for i in range(len(pa)) if ma[1024 + 4 * i:1028 + 4 * i] !=
+                    mz[1024 + 4 * i:1028 + 4 * i]]
+            check(not diff, "%s: zero1 and allreduce parameters differ at %d of %d (first: "
+                  "index %s)" % (name, len(diff), len(pa), diff[:1]))
+            check(oa == oz, "%s: zero1 and allreduce AdamW state differ" % name)
+            if not diff and oa == oz:
+                print("%s: zero1 = allreduce bit for bit (parameters and AdamW state)" % name)
+        else:
+            worst = max(abs(x - y) for x, y in zip(pa, pz))
+            # lr 1e-3 moves a parameter by about 1e-3 a step; rounding in another
+            # summation order moves it by far less (measured 1e-6 in 5 steps)
+            check(worst <= 2e-5, "%s: zero1 and allreduce parameters %.3g apart" % (name, worst))
+            print("%s: zero1 and allreduce parameters %.3g apart at most (MPI's orders differ)"
+                  % (name, worst))
+
+    # each mode resumes the other's checkpoint and still ends where allreduce ends
+    part = d + "/part"
+    if go(2, "zero1", "shm", part, n=3) and go(2, "allreduce", "shm", part,
+                                                extra=["--resume", part]):
+        full = final_state(d + "/allreduce_2_shm", steps)
+        same = final_state(part, steps) == full
+        check(same, "zero1 checkpoint at step 3 resumed as allreduce: not bitwise the "
+              "uninterrupted allreduce run")
+        if same:
+            print("zero1 checkpoint resumed as allreduce: bitwise the uninterrupted run")
+
+
 def run_ranks(np_, trainer, mpirun, args, d):
     """Runs np_ ranks, each under a shell that records its exit status."""
     rcdir = tempfile.mkdtemp(dir=d)
@@ -317,7 +400,7 @@ def case_smoke(a, d):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["dp", "diloco", "resume", "errors", "smoke"])
+    ap.add_argument("case", choices=["dp", "zero1", "diloco", "resume", "errors", "smoke"])
     ap.add_argument("--trainer", required=True)
     ap.add_argument("--mpirun", required=True)
     ap.add_argument("--ref")

@@ -67,7 +67,7 @@ int sync_init(trainer_sync *s, const train_options *o, mlcommComm_t comm, const 
   s->m = calloc(s->opt_count, sizeof(float));
   s->v = calloc(s->opt_count, sizeof(float));
   int ok = s->params && s->grads && s->m && s->v;
-  if (ok && s->mode == SYNC_ALLREDUCE && s->nranks > 1) {
+  if (ok && (s->mode == SYNC_ALLREDUCE || s->mode == SYNC_ZERO1) && s->nranks > 1) {
     size_t bt = (size_t)o->B * o->T * s->nranks;
     s->dx0_all = comm_alloc(s, bt * model->config.channels);
     s->inputs_all = calloc(bt, sizeof(int32_t));
@@ -199,12 +199,23 @@ static void add_embeddings(trainer_sync *s) {
 
 gpt2_grad_hook sync_grad_hook(trainer_sync *s) {
   gpt2_grad_hook h = {.ready = NULL};
-  if (s->mode == SYNC_ALLREDUCE) {
-    h.ready = on_ready;
-    h.ctx = s;
-    if (s->nranks > 1) h.embeddings = on_embeddings;
-  }
+  if (s->mode == SYNC_DILOCO) return h;
+  h.ctx = s;
+  if (s->mode == SYNC_ALLREDUCE) h.ready = on_ready;
+  /* zero1 splits the embeddings' gradient too: summing each rank's whole wte gradient
+   * rounds differently from adding the encoder's shares to the averaged head's, and
+   * the two modes are to give the same bits */
+  if (s->nranks > 1) h.embeddings = on_embeddings;
   return h;
+}
+
+/* Waits for the requests started during backward (zero1: the encoder's shares). */
+static mlcommResult_t wait_hooked(trainer_sync *s) {
+  mlcommResult_t r = s->failed;
+  if (r == mlcommSuccess) TIMED(s, r, mlcommWaitAll(s->nreqs, s->reqs, NULL));
+  s->nreqs = 0;
+  s->failed = mlcommSuccess;
+  return r;
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -234,10 +245,7 @@ int sync_step(trainer_sync *s, const gpt2_adamw *opt, long step, int *outer, cha
   *outer = 0;
   switch (s->mode) {
     case SYNC_ALLREDUCE:
-      r = s->failed;
-      if (r == mlcommSuccess) TIMED(s, r, mlcommWaitAll(s->nreqs, s->reqs, NULL));
-      s->nreqs = 0;
-      s->failed = mlcommSuccess;
+      r = wait_hooked(s);
       if (r != mlcommSuccess) return fail(err, errlen, s, "averaging gradients (all-reduce)", r);
       if (s->have_embeddings) add_embeddings(s);
       s->t++;
@@ -248,8 +256,14 @@ int sync_step(trainer_sync *s, const gpt2_adamw *opt, long step, int *outer, cha
       TIMED(s, r,
             mlcommReduceScatter(s->grads, s->grads + s->opt_offset, s->shard, mlcommFloat32,
                                 mlcommAvg, s->comm));
+      mlcommResult_t hooked = wait_hooked(s);
       if (r != mlcommSuccess)
         return fail(err, errlen, s, "averaging gradients (reduce-scatter)", r);
+      if (hooked != mlcommSuccess)
+        return fail(err, errlen, s, "gathering the encoder's gradients (all-gather)", hooked);
+      /* all of wte and wpe, as allreduce mode does, though only this rank's shard is
+       * used: the same code gives the same bits, and it is (nranks, B, T, C) adds */
+      if (s->have_embeddings) add_embeddings(s);
       s->t++;
       gpt2_adamw_update(opt, mine, s->grads + s->opt_offset, s->m, s->v, s->shard, s->t);
       TIMED(s, r, mlcommAllGather(mine, s->params, s->shard, mlcommFloat32, s->comm));

@@ -14,6 +14,9 @@
  *             only, updates that shard of the parameters with its shard of the AdamW
  *             state (1/N of the memory), and mlcommAllGather brings every rank all the
  *             parameters. The parameter count is padded with zeros to N equal shards.
+ *             The embeddings' gradient is split and completed as in allreduce, so
+ *             that the two modes compute the same bits where the transport sums both
+ *             collectives in one order.
  *  diloco:    every rank takes H AdamW steps alone on its own data; then the ranks
  *             average their deltas from the last shared parameters (mlcommAllReduce)
  *             and apply it as the gradient of an outer SGD step with Nesterov momentum
@@ -49,7 +52,7 @@ typedef struct {
   float *global;   /* (n) parameters after the last outer step */
   float *momentum; /* (n) outer momentum */
   float *delta;    /* (n, mlcommMemAlloc) global - local, then its average */
-  /* allreduce: requests in flight during backward */
+  /* allreduce and zero1: requests in flight during backward */
   const gpt2_model *model;
   int B, T;
   float *dx0_all;      /* (nranks, B, T, C) every rank's gradient at the encoder output */
