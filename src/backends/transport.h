@@ -94,6 +94,20 @@ void mlcomm_transport_tune_var(const struct mlcomm_transport *t, char *buf, size
 /* The name of the algorithm op ran (op->alg), or "-" when the transport has none. */
 const char *mlcomm_transport_alg_name(const struct mlcomm_transport *t, int alg);
 
+/* For transports composed of others (hier): communicators internal to the library,
+ * driven only by their owner. create is collective over mpi (which the new
+ * communicator takes over), with the parent's settings and the transport forced; start
+ * numbers and selects op on sub as the funnel would (op's memory kinds are the
+ * caller's to set; nothing is validated) and starts it; test advances it without
+ * waiting and, once done, releases it and returns its result (the sentence of a
+ * failure is sub's last error). */
+mlcommResult_t mlcomm_subcomm_create(struct mlcomm_comm *parent, MPI_Comm mpi, int transport,
+                                     struct mlcomm_comm **out);
+void mlcomm_subcomm_destroy(struct mlcomm_comm *sub, bool aborting);
+mlcommResult_t mlcomm_subcomm_start(struct mlcomm_comm *sub, const struct mlcomm_op *op,
+                                    struct mlcomm_request **out);
+mlcommResult_t mlcomm_subcomm_test(struct mlcomm_request *req, bool *done);
+
 /* tune.c: a transport instance's tune rules, parsed from its default string and the
  * environment's (rank 0's, so every rank selects alike). */
 struct mlcomm_tune_rule {
@@ -120,6 +134,7 @@ void mlcomm_tune_lookup(const struct mlcomm_tune *tune, enum mlcomm_op_kind kind
 
 extern const struct mlcomm_transport mlcomm_transport_mpi;
 extern const struct mlcomm_transport mlcomm_transport_shm;
+extern const struct mlcomm_transport mlcomm_transport_hier;
 #if MLCOMM_HAVE_NCCL
 extern const struct mlcomm_transport mlcomm_transport_nccl;
 #endif

@@ -26,19 +26,11 @@ static mlcommResult_t check_buffers(struct mlcomm_comm *comm, const char *fn,
     return mlcomm_error(comm, mlcommInvalidArgument, "%s: recvbuff is NULL with count %zu", fn,
                         op->count);
   if (!use_send || !use_recv) return mlcommSuccess;
-  /* Where sendbuff (or recvbuff, for reduce-scatter) sits when the call is in place. */
-  const char *inplace_rule = "sendbuff == recvbuff";
-  const void *inplace_at = op->recvbuf;
-  if (op->kind == MLCOMM_OP_ALLGATHER) {
-    inplace_at = (const char *)op->recvbuf + bytes * (size_t)comm->rank;
-    inplace_rule = "sendbuff == recvbuff + rank*sendcount";
-  } else if (op->kind == MLCOMM_OP_REDUCESCATTER) {
-    inplace_at = (const char *)op->sendbuf + bytes * (size_t)comm->rank;
-    inplace_rule = "recvbuff == sendbuff + rank*recvcount";
-  }
-  bool in_place = op->kind == MLCOMM_OP_REDUCESCATTER ? op->recvbuf == inplace_at
-                                                      : op->sendbuf == inplace_at;
-  if (in_place) {
+  const char *inplace_rule = op->kind == MLCOMM_OP_ALLGATHER ? "sendbuff == recvbuff + rank*sendcount"
+                             : op->kind == MLCOMM_OP_REDUCESCATTER
+                                 ? "recvbuff == sendbuff + rank*recvcount"
+                                 : "sendbuff == recvbuff";
+  if (mlcomm_op_in_place(comm, op)) {
     op->in_place = true;
     return mlcommSuccess;
   }

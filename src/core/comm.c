@@ -106,38 +106,44 @@ static mlcommResult_t agree(MPI_Comm mpi, mlcommResult_t local, const char *fn) 
   return local;
 }
 
-/* Collective over mpi. Takes ownership of mpi when owns_mpi. */
-static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool owns_mpi,
-                                  const mlcommConfig_t *user, const mlcommConfig_t *inherit,
-                                  const char *fn) {
-  mlcommConfig_t config;
-  int64_t *params = NULL;
-  mlcommResult_t res = mlcomm_config_resolve(user, inherit, &config);
-  if (res == mlcommSuccess) res = mlcomm_params_read(&params);
-  res = agree(mpi, res, fn);
-  if (res != mlcommSuccess) {
-    free(params);
-    return res;
+/* Abort: every request fails, and transports that can tell their peers (the shared-
+ * memory one) release them. The duplicate MPI communicators and the states of
+ * transports without an abort hook are left alone: MPI may still own buffers of
+ * collectives in flight. */
+static void transports_abort(struct mlcomm_comm *comm) {
+  for (int i = 0; i < comm->ntransports; i++) {
+    if (comm->transports[i].t->abort) comm->transports[i].t->abort(comm->transports[i].state);
+    if (comm->transports[i].tune) mlcomm_tune_fini(comm->transports[i].tune);
+    free(comm->transports[i].tune);
   }
+  comm->ntransports = 0;
+}
 
+/* Collective over mpi: the communicator proper, from resolved settings (params is
+ * taken over). Takes ownership of mpi when owns_mpi; publish puts it in the registry
+ * (a transport's internal communicators stay out of it: only their owner drives them). */
+static mlcommResult_t comm_build(struct mlcomm_comm **out, MPI_Comm mpi, bool owns_mpi,
+                                 const mlcommConfig_t *config, int64_t *params, bool publish,
+                                 const char *fn) {
   struct mlcomm_comm *comm = calloc(1, sizeof *comm);
   if (comm == NULL) {
     free(params);
     return mlcomm_error(NULL, mlcommSystemError, "%s: out of memory", fn);
   }
   comm->magic = COMM_MAGIC;
-  comm->config = config;
+  comm->config = *config;
   comm->params = params;
   comm->user_comm = mpi;
   comm->coll_comm = comm->p2p_comm = comm->diag_comm = MPI_COMM_NULL;
-  comm->node_ranks = comm->node_cpus = 1;
+  comm->node_ranks = comm->node_cpus = comm->nnodes = 1;
+  comm->node_ranks_min = comm->node_ranks_max = 1;
   comm->spin_ms = 0.05;
-  mlcomm_set_debug_level(config.debugLevel);
+  mlcomm_set_debug_level(config->debugLevel);
   mlcomm_params_warn_unknown();
   MPI_Comm_rank(mpi, &comm->rank);
   MPI_Comm_size(mpi, &comm->nranks);
 
-  res = dup_comm(comm, &comm->coll_comm);
+  mlcommResult_t res = dup_comm(comm, &comm->coll_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->p2p_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->diag_comm);
   if (res == mlcommSuccess) mlcomm_topology_note(comm);
@@ -151,11 +157,55 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
     return res;
   }
   comm->owns_user_comm = owns_mpi;
-  registry_add(comm);
-  MLCOMM_INFO("comm %p: rank %d of %d, transport %s, timeout %d ms", (void *)comm, comm->rank,
-              comm->nranks, mlcomm_transport_name(config.transport), config.timeoutMs);
+  if (publish) registry_add(comm);
+  MLCOMM_INFO("comm %p: rank %d of %d, transport %s, timeout %d ms%s", (void *)comm, comm->rank,
+              comm->nranks, mlcomm_transport_name(config->transport), config->timeoutMs,
+              publish ? "" : " (internal)");
   *out = comm;
   return mlcommSuccess;
+}
+
+/* Collective over mpi. Takes ownership of mpi when owns_mpi. */
+static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool owns_mpi,
+                                  const mlcommConfig_t *user, const mlcommConfig_t *inherit,
+                                  const char *fn) {
+  mlcommConfig_t config;
+  int64_t *params = NULL;
+  mlcommResult_t res = mlcomm_config_resolve(user, inherit, &config);
+  if (res == mlcommSuccess) res = mlcomm_params_read(&params);
+  res = agree(mpi, res, fn);
+  if (res != mlcommSuccess) {
+    free(params);
+    return res;
+  }
+  return comm_build(out, mpi, owns_mpi, &config, params, true, fn);
+}
+
+mlcommResult_t mlcomm_subcomm_create(struct mlcomm_comm *parent, MPI_Comm mpi, int transport,
+                                     struct mlcomm_comm **out) {
+  int64_t *params = NULL;
+  MLCOMM_CHECK(mlcomm_params_read(&params));
+  /* The parent's values, not this moment's environment: one communicator, one setting. */
+  mlcomm_params_copy(params, parent->params);
+  mlcommConfig_t config = parent->config;
+  config.transport = transport;
+  return comm_build(out, mpi, true, &config, params, false, "an internal communicator");
+}
+
+void mlcomm_subcomm_destroy(struct mlcomm_comm *sub, bool aborting) {
+  if (sub == NULL) return;
+  if (aborting) {
+    mlcomm_request_abandon_all(sub);
+    transports_abort(sub);
+  } else {
+    mlcomm_transports_fini(sub);
+    free_mpi_comms(sub);
+    if (sub->owns_user_comm) MPI_Comm_free(&sub->user_comm);
+  }
+  mlcomm_request_free_spares(sub);
+  free(sub->params);
+  sub->magic = 0;
+  free(sub);
 }
 
 MLCOMM_API mlcommResult_t mlcommCommInitFromMPI(mlcommComm_t *comm, MPI_Comm mpiComm,
@@ -235,9 +285,7 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
    * rest go now. The duplicate MPI communicators are left to MPI, which may still own
    * buffers of collectives in flight. */
   mlcomm_request_abandon_all(comm);
-  /* Transports that can tell their peers (the shared-memory one) release them now. */
-  for (int i = 0; i < comm->ntransports; i++)
-    if (comm->transports[i].t->abort) comm->transports[i].t->abort(comm->transports[i].state);
+  transports_abort(comm);
   MLCOMM_INFO("comm %p aborted", (void *)comm);
   mlcomm_request_free_spares(comm);
   comm->magic = 0;

@@ -77,6 +77,8 @@ struct mlcomm_comm {
   MPI_Comm diag_comm; /* duplicate: timeout diagnosis queries */
   int rank, nranks;
   int node_ranks, node_cpus; /* ranks of this comm on this node, and the CPUs they share */
+  int nnodes;                /* nodes the comm spans */
+  int node_ranks_min, node_ranks_max; /* ranks on the emptiest and fullest node */
   double spin_ms;            /* how long a wait spins before yielding (0: oversubscribed) */
   mlcommConfig_t config; /* resolved: no UNDEF fields */
   int64_t *params; /* every MLCOMM_PARAM's value, read at creation (core/params.h) */

@@ -53,6 +53,7 @@ static const char *const transport_names[mlcommNumTransports] = {
     [mlcommTransportMpi] = "mpi",
     [mlcommTransportShm] = "shm",
     [mlcommTransportNccl] = "nccl",
+    [mlcommTransportHier] = "hier",
 };
 
 /* ASCII-only case folding over the first len bytes of a (b is NUL-terminated):
@@ -162,6 +163,15 @@ void mlcomm_op_extents(const struct mlcomm_comm *comm, const struct mlcomm_op *o
   }
 }
 
+bool mlcomm_op_in_place(const struct mlcomm_comm *comm, const struct mlcomm_op *op) {
+  size_t bytes = op->count * mlcomm_type_size(op->dtype), at = bytes * (size_t)comm->rank;
+  switch (op->kind) {
+  case MLCOMM_OP_ALLGATHER: return op->sendbuf == (const char *)op->recvbuf + at;
+  case MLCOMM_OP_REDUCESCATTER: return op->recvbuf == (const char *)op->sendbuf + at;
+  default: return op->sendbuf == op->recvbuf;
+  }
+}
+
 size_t mlcomm_op_size(const struct mlcomm_comm *comm, const struct mlcomm_op *op) {
   if (op->kind == MLCOMM_OP_BARRIER) return 0;
   size_t bytes = op->count * mlcomm_type_size(op->dtype);
@@ -223,7 +233,7 @@ MLCOMM_API mlcommResult_t mlcommTransportFromName(const char *name,
   if (t < 0)
     return mlcomm_error(NULL, mlcommInvalidArgument,
                         "mlcommTransportFromName: '%s' is not a transport name; expected one of "
-                        "auto mpi shm nccl",
+                        "auto mpi shm nccl hier",
                         name ? name : "(null)");
   *transport = (mlcommTransport_t)t;
   return mlcommSuccess;

@@ -69,7 +69,7 @@ int mlcomm_op_from_name(const char *name);
 const char *mlcomm_type_names_list(void);
 const char *mlcomm_op_names_list(void);
 
-/* auto mpi shm nccl; "unknown" otherwise. */
+/* auto mpi shm nccl hier; "unknown" otherwise. */
 const char *mlcomm_transport_name(int transport);
 int mlcomm_transport_from_name(const char *name);
 
@@ -81,6 +81,10 @@ struct mlcomm_op;
 /* Bytes of sendbuff and recvbuff this rank reads/writes for op (0 when unused). */
 void mlcomm_op_extents(const struct mlcomm_comm *comm, const struct mlcomm_op *op,
                        size_t *send_len, size_t *recv_len);
+/* Whether the buffers are in NCCL's in-place layout for op's kind (sendbuff == recvbuff;
+ * allgather: sendbuff == recvbuff + rank*count; reduce-scatter: recvbuff == sendbuff +
+ * rank*count). */
+bool mlcomm_op_in_place(const struct mlcomm_comm *comm, const struct mlcomm_op *op);
 /* The call's size as nccl-tests prints it, the same on every rank: count x type size
  * for allreduce, broadcast, reduce, send and recv; the gathered buffer for allgather
  * and the scattered one for reduce-scatter (nranks x count x type size); 0 for a

@@ -80,6 +80,10 @@ mlcommResult_t mlcomm_params_read(int64_t **values) {
   return mlcommSuccess;
 }
 
+void mlcomm_params_copy(int64_t *dst, const int64_t *src) {
+  memcpy(dst, src, (nparams() ? nparams() : 1) * sizeof *dst);
+}
+
 int64_t mlcomm_param_at(const int64_t *values, const struct mlcomm_param *p) {
   size_t n = nparams();
   for (size_t i = 0; i < n; i++)

@@ -197,6 +197,42 @@ void mlcomm_request_abandon_all(struct mlcomm_comm *comm) {
   comm->nlive = 0;
 }
 
+mlcommResult_t mlcomm_subcomm_start(struct mlcomm_comm *sub, const struct mlcomm_op *op,
+                                    struct mlcomm_request **out) {
+  *out = NULL;
+  struct mlcomm_request *req = mlcomm_request_new(sub);
+  if (req == NULL) return mlcomm_error(sub, mlcommSystemError, "out of memory for a request");
+  req->op = *op;
+  struct mlcomm_op *o = &req->op;
+  o->seq = mlcomm_op_is_collective(o->kind) ? sub->coll_seq++ : sub->p2p_seq++;
+  if (mlcomm_op_is_collective(o->kind)) sub->seq_kinds[o->seq % MLCOMM_SEQ_RING] = (uint8_t)o->kind;
+  size_t send_len, recv_len; /* as the funnel marks it: only where both buffers are used */
+  mlcomm_op_extents(sub, o, &send_len, &recv_len);
+  o->in_place = send_len && recv_len && mlcomm_op_in_place(sub, o);
+  o->alg = -1;
+  o->tstate = NULL;
+  req->ti = mlcomm_transport_select(sub, o, mlcomm_op_kind_name(o->kind));
+  if (req->ti == NULL) {
+    mlcomm_request_release(req);
+    return mlcommUnsupported;
+  }
+  mlcommResult_t res = mlcomm_request_start(req);
+  if (res != mlcommSuccess) {
+    mlcomm_request_release(req);
+    return res;
+  }
+  *out = req;
+  return mlcommSuccess;
+}
+
+mlcommResult_t mlcomm_subcomm_test(struct mlcomm_request *req, bool *done) {
+  *done = mlcomm_request_progress(req);
+  if (!*done) return mlcommSuccess;
+  mlcommResult_t res = req->result;
+  mlcomm_request_release(req);
+  return res;
+}
+
 mlcommResult_t mlcomm_request_start(struct mlcomm_request *req) {
   req->state = MLCOMM_REQ_ACTIVE;
   if (mlcomm_debug_level() >= MLCOMM_LOG_TRACE) req->t_start = mlcomm_now_ms();

@@ -42,8 +42,18 @@ void mlcomm_topology_note(struct mlcomm_comm *comm) {
   MPI_Comm node;
   if (MPI_Comm_split_type(comm->coll_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) != MPI_SUCCESS)
     return;
-  int local = 1;
+  int local = 1, local_rank = 0;
   MPI_Comm_size(node, &local);
+  MPI_Comm_rank(node, &local_rank);
+  /* How many nodes, and whether they hold the same number of ranks (hierarchical
+   * collectives need every node alike): one allreduce of {-size, size, leader}. */
+  int mine3[3] = {-local, local, local_rank == 0}, all3[3] = {-local, local, 1};
+  if (MPI_Allreduce(mine3, all3, 2, MPI_INT, MPI_MAX, comm->coll_comm) == MPI_SUCCESS &&
+      MPI_Allreduce(&mine3[2], &all3[2], 1, MPI_INT, MPI_SUM, comm->coll_comm) == MPI_SUCCESS) {
+    comm->node_ranks_min = -all3[0];
+    comm->node_ranks_max = all3[1];
+    comm->nnodes = all3[2];
+  }
   cpu_set_t mine, all;
   CPU_ZERO(&mine);
   if (sched_getaffinity(0, sizeof mine, &mine) != 0) CPU_SET(0, &mine);
@@ -57,7 +67,8 @@ void mlcomm_topology_note(struct mlcomm_comm *comm) {
   comm->node_cpus = cpus;
   describe(&all, &cores, &numa);
   MLCOMM_INFO("%d rank(s) of this communicator on this node share %d CPU(s) (%d core(s), %d "
-              "NUMA node(s) per hwloc)%s",
-              local, cpus, cores, numa,
+              "NUMA node(s) per hwloc); %d node(s) of %d to %d rank(s)%s",
+              local, cpus, cores, numa, comm->nnodes, comm->node_ranks_min,
+              comm->node_ranks_max,
               local > cpus ? ": oversubscribed, timings measure the scheduler" : "");
 }
