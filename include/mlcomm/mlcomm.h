@@ -105,13 +105,16 @@ typedef enum {
   mlcommNumOps = 5
 } mlcommRedOp_t;
 
-/* Transports. Auto picks, per call, the best transport able to carry the buffers. */
+/* Transports. Auto picks, per call, the best transport able to carry the buffers. Hier
+ * runs collectives of a communicator spanning nodes as shm inside each node and MPI
+ * between nodes. */
 typedef enum {
   mlcommTransportAuto = 0,
   mlcommTransportMpi = 1,
   mlcommTransportShm = 2,
   mlcommTransportNccl = 3,
-  mlcommNumTransports = 4
+  mlcommTransportHier = 4,
+  mlcommNumTransports = 5
 } mlcommTransport_t;
 
 /* An opaque communicator handle. */
@@ -182,7 +185,7 @@ MLCOMM_API mlcommResult_t mlcommTypeSize(mlcommDataType_t datatype, size_t *size
 
 /* Constant names, never NULL ("unknown" for a value outside the enum). Datatypes and
  * ops use nccl-tests' spelling: int8 uint8 int32 uint32 int64 uint64 half float double
- * bfloat16; sum prod max min avg; transports: auto mpi shm nccl. */
+ * bfloat16; sum prod max min avg; transports: auto mpi shm nccl hier. */
 MLCOMM_API const char *mlcommTypeName(mlcommDataType_t datatype);
 MLCOMM_API const char *mlcommRedOpName(mlcommRedOp_t op);
 MLCOMM_API const char *mlcommTransportName(mlcommTransport_t transport);

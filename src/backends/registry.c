@@ -18,6 +18,7 @@ const struct mlcomm_transport *const mlcomm_transports[] = {
 #if MLCOMM_HAVE_NCCL
     &mlcomm_transport_nccl,
 #endif
+    &mlcomm_transport_hier,
     &mlcomm_transport_shm,
     &mlcomm_transport_mpi,
 };

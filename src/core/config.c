@@ -18,7 +18,7 @@
 /* The core's own variables; every transport declares its own beside its code. */
 static const struct mlcomm_param_word transport_words[] = {
     {"auto", mlcommTransportAuto}, {"mpi", mlcommTransportMpi}, {"shm", mlcommTransportShm},
-    {"nccl", mlcommTransportNccl}, {NULL, 0}};
+    {"nccl", mlcommTransportNccl}, {"hier", mlcommTransportHier}, {NULL, 0}};
 MLCOMM_PARAM_WORDS(Transport, "MLCOMM_TRANSPORT", mlcommTransportAuto, 1, 0, transport_words);
 MLCOMM_PARAM(TimeoutMs, "MLCOMM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 0, INT_MAX);
 static const struct mlcomm_param_word debug_words[] = {

@@ -228,7 +228,7 @@ static void test_public_lookups(void **state) {
   assert_int_equal(op, mlcommMax);
   assert_string_equal(mlcommRedOpName(mlcommNumOps), "unknown");
 
-  static const char *const transports[] = {"auto", "mpi", "shm", "nccl"};
+  static const char *const transports[] = {"auto", "mpi", "shm", "nccl", "hier"};
   for (int i = 0; i < mlcommNumTransports; i++) {
     assert_string_equal(mlcommTransportName((mlcommTransport_t)i), transports[i]);
     mlcommTransport_t back = mlcommNumTransports;
