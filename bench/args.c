@@ -7,6 +7,7 @@
 #include "harness_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,54 +52,74 @@ enum flag_id {
 };
 
 /* One accepted flag: short_name 0 for a long-only flag; allowed describes the values
- * in error messages. */
+ * in error messages. An integer flag (noun set) takes lo..hi and lands in the int of
+ * struct hb_args at field (-1: checked, kept nowhere). */
 struct hb_flag {
   enum flag_id id;
   char short_name;
   const char *long_name;
   int takes_value;
   const char *allowed;
+  const char *noun;
+  long lo, hi;
+  long field;
 };
+#define FLAG(id_, short_, long_, value_, allowed_)                              \
+  {.id = id_, .short_name = short_, .long_name = long_, .takes_value = value_, \
+   .allowed = allowed_}
+#define INT_FLAG(id_, short_, long_, allowed_, noun_, lo_, hi_, field_)                 \
+  {.id = id_, .short_name = short_, .long_name = long_, .takes_value = 1,              \
+   .allowed = allowed_, .noun = noun_, .lo = lo_, .hi = hi_, .field = field_}
+#define AT(member) ((long)offsetof(struct hb_args, member))
 
 #define SIZE_TEXT "bytes as an integer with an optional K, M or G suffix (e.g. 8, 1K, 64M)"
 static const struct hb_flag flags[] = {
-    {F_NTHREADS, 't', "nthreads", 1, "1"},
-    {F_NGPUS, 'g', "ngpus", 1, "1"},
-    {F_MINBYTES, 'b', "minbytes", 1, SIZE_TEXT},
-    {F_MAXBYTES, 'e', "maxbytes", 1, SIZE_TEXT},
-    {F_STEPBYTES, 'i', "stepbytes", 1, SIZE_TEXT ", at least 1"},
-    {F_STEPFACTOR, 'f', "stepfactor", 1, "an integer from 1 to 1073741824"},
-    {F_ITERS, 'n', "iters", 1, "an integer >= 1"},
-    {F_AGG, 'm', "agg_iters", 1, "an integer from 1 to 1024"},
-    {F_WARMUP, 'w', "warmup_iters", 1, "an integer >= 0"},
-    {F_CYCLES, 'N', "run_cycles", 1, "an integer >= 1"},
-    {F_PARALLEL_INIT, 'p', "parallel_init", 1, "0 or 1"},
-    {F_CHECK, 'c', "check", 1, "an integer >= 0 (checked calls per size)"},
-    {F_OP, 'o', "op", 1, NULL},
-    {F_DATATYPE, 'd', "datatype", 1, NULL},
-    {F_ROOT, 'r', "root", 1, "a rank from 0 to nranks-1, or all (also -1)"},
-    {F_BLOCKING, 'z', "blocking", 1, "0 or 1"},
-    {F_STREAM_NULL, 'y', "stream_null", 1, "1"},
-    {F_TIMEOUT, 'T', "timeout", 1, "seconds, an integer from 0 (none) to 2147483"},
-    {F_CUDAGRAPH, 'G', "cudagraph", 1, "0"},
-    {F_CPUTIME, 'C', "report_cputime", 1, "0 or 1"},
-    {F_TIMESTAMPS, 'S', "report_timestamps", 1, "0"},
-    {F_OUTPUT, 'J', "output_file", 1, "a file path"},
-    {F_AVERAGE, 'a', "average", 1,
-     "0 (rank 0's time), 1 (the mean over ranks), 2 (the minimum), 3 (the maximum)"},
-    {F_REGISTER, 'R', "local_register", 1, "0"},
-    {F_CTA_POLICY, 'x', "cta_policy", 1, NULL},
-    {F_DEVICE_IMPL, 'D', "device_implementation", 1, "0"},
-    {F_DEVICE_CTAS, 'V', "device_cta_count", 1, NULL},
-    {F_MEMORY_REPORT, 'M', "memory_report", 1, "0"},
-    {F_HELP, 'h', "help", 0, NULL},
-    {F_TRANSPORT, 0, "transport", 1, NULL},
-    {F_MEMORY, 0, "memory", 1, NULL},
-    {F_IN_PLACE, 0, "in-place", 0, NULL},
-    {F_ASYNC, 0, "async", 0, NULL},
-    {F_VS_MPI, 0, "vs-mpi", 0, NULL},
-    {F_JSON, 0, "json", 1, "a file path"},
-    {F_BOUND, 0, "bound", 0, NULL},
+    FLAG(F_NTHREADS, 't', "nthreads", 1, "1"),
+    FLAG(F_NGPUS, 'g', "ngpus", 1, "1"),
+    FLAG(F_MINBYTES, 'b', "minbytes", 1, SIZE_TEXT),
+    FLAG(F_MAXBYTES, 'e', "maxbytes", 1, SIZE_TEXT),
+    FLAG(F_STEPBYTES, 'i', "stepbytes", 1, SIZE_TEXT ", at least 1"),
+    FLAG(F_STEPFACTOR, 'f', "stepfactor", 1, "an integer from 1 to 1073741824"),
+    INT_FLAG(F_ITERS, 'n', "iters", "an integer >= 1", "iteration count", 1, 1L << 30,
+             AT(iters)),
+    INT_FLAG(F_AGG, 'm', "agg_iters", "an integer from 1 to 1024", "aggregation count", 1,
+             HB_AGG_MAX, AT(agg)),
+    INT_FLAG(F_WARMUP, 'w', "warmup_iters", "an integer >= 0", "warm-up count", 0, 1L << 30,
+             AT(warmup)),
+    INT_FLAG(F_CYCLES, 'N', "run_cycles", "an integer >= 1", "cycle count", 1, 1L << 20,
+             AT(cycles)),
+    /* with one thread per rank every rank already initialises its own communicator at
+     * the same time as the others, which is what -p 1 asks for: checked, kept nowhere */
+    INT_FLAG(F_PARALLEL_INIT, 'p', "parallel_init", "0 or 1", "choice", 0, 1, -1),
+    INT_FLAG(F_CHECK, 'c', "check", "an integer >= 0 (checked calls per size)", "check count",
+             0, 1L << 20, AT(check)),
+    FLAG(F_OP, 'o', "op", 1, NULL),
+    FLAG(F_DATATYPE, 'd', "datatype", 1, NULL),
+    FLAG(F_ROOT, 'r', "root", 1, "a rank from 0 to nranks-1, or all (also -1)"),
+    INT_FLAG(F_BLOCKING, 'z', "blocking", "0 or 1", "choice", 0, 1, AT(blocking)),
+    FLAG(F_STREAM_NULL, 'y', "stream_null", 1, "1"),
+    INT_FLAG(F_TIMEOUT, 'T', "timeout", "seconds, an integer from 0 (none) to 2147483",
+             "timeout", 0, 2147483, AT(timeout_s)),
+    FLAG(F_CUDAGRAPH, 'G', "cudagraph", 1, "0"),
+    INT_FLAG(F_CPUTIME, 'C', "report_cputime", "0 or 1", "choice", 0, 1, AT(cputime)),
+    FLAG(F_TIMESTAMPS, 'S', "report_timestamps", 1, "0"),
+    FLAG(F_OUTPUT, 'J', "output_file", 1, "a file path"),
+    INT_FLAG(F_AVERAGE, 'a', "average",
+             "0 (rank 0's time), 1 (the mean over ranks), 2 (the minimum), 3 (the maximum)",
+             "choice", 0, 3, AT(average)),
+    FLAG(F_REGISTER, 'R', "local_register", 1, "0"),
+    FLAG(F_CTA_POLICY, 'x', "cta_policy", 1, NULL),
+    FLAG(F_DEVICE_IMPL, 'D', "device_implementation", 1, "0"),
+    FLAG(F_DEVICE_CTAS, 'V', "device_cta_count", 1, NULL),
+    FLAG(F_MEMORY_REPORT, 'M', "memory_report", 1, "0"),
+    FLAG(F_HELP, 'h', "help", 0, NULL),
+    FLAG(F_TRANSPORT, 0, "transport", 1, NULL),
+    FLAG(F_MEMORY, 0, "memory", 1, NULL),
+    FLAG(F_IN_PLACE, 0, "in-place", 0, NULL),
+    FLAG(F_ASYNC, 0, "async", 0, NULL),
+    FLAG(F_VS_MPI, 0, "vs-mpi", 0, NULL),
+    FLAG(F_JSON, 0, "json", 1, "a file path"),
+    FLAG(F_BOUND, 0, "bound", 0, NULL),
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -250,6 +271,17 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
     }
 
     long v = 0;
+    if (flag->noun) {
+      if (flag->id == F_CYCLES && strcmp(value, "0") == 0)
+        BAD("%s 0 (run forever, in nccl-tests) is not available: a benchmark here always "
+            "ends; give a cycle count >= 1",
+            shown);
+      if (!parse_int(value, flag->lo, flag->hi, &v))
+        BAD("%s '%s' is not a valid %s; allowed: %s%s", shown, value, flag->noun,
+            flag->allowed, migration_hint(flag->short_name));
+      if (flag->field >= 0) *(int *)((char *)a + flag->field) = (int)v;
+      continue;
+    }
     switch (flag->id) {
     case F_MINBYTES:
     case F_MAXBYTES:
@@ -303,57 +335,6 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
       else
         BAD("%s '%s' is not a valid root; allowed: 0..%d (nranks - 1), or all (also -1)",
             shown, value, nranks - 1);
-      break;
-    case F_ITERS:
-      if (!parse_int(value, 1, 1L << 30, &v))
-        BAD("%s '%s' is not a valid iteration count; allowed: %s", shown, value, flag->allowed);
-      a->iters = (int)v;
-      break;
-    case F_WARMUP:
-      if (!parse_int(value, 0, 1L << 30, &v))
-        BAD("%s '%s' is not a valid warm-up count; allowed: %s", shown, value, flag->allowed);
-      a->warmup = (int)v;
-      break;
-    case F_AGG:
-      if (!parse_int(value, 1, HB_AGG_MAX, &v))
-        BAD("%s '%s' is not a valid aggregation count; allowed: %s%s", shown, value,
-            flag->allowed, migration_hint('m'));
-      a->agg = (int)v;
-      break;
-    case F_CYCLES:
-      if (strcmp(value, "0") == 0)
-        BAD("%s 0 (run forever, in nccl-tests) is not available: a benchmark here always "
-            "ends; give a cycle count >= 1",
-            shown);
-      if (!parse_int(value, 1, 1L << 20, &v))
-        BAD("%s '%s' is not a valid cycle count; allowed: %s", shown, value, flag->allowed);
-      a->cycles = (int)v;
-      break;
-    case F_CHECK:
-      if (!parse_int(value, 0, 1L << 20, &v))
-        BAD("%s '%s' is not a valid check count; allowed: %s", shown, value, flag->allowed);
-      a->check = (int)v;
-      break;
-    case F_AVERAGE:
-      if (!parse_int(value, 0, 3, &v))
-        BAD("%s '%s' is not allowed; allowed: %s%s", shown, value, flag->allowed,
-            migration_hint('a'));
-      a->average = (int)v;
-      break;
-    case F_BLOCKING:
-    case F_CPUTIME:
-    case F_PARALLEL_INIT:
-      if (!parse_int(value, 0, 1, &v))
-        BAD("%s '%s' is not allowed; allowed: 0 or 1", shown, value);
-      /* -p: with one thread per rank every rank already initialises its own communicator
-       * at the same time as the others, which is what -p 1 asks for */
-      if (flag->id == F_BLOCKING) a->blocking = (int)v;
-      if (flag->id == F_CPUTIME) a->cputime = (int)v;
-      break;
-    case F_TIMEOUT:
-      if (!parse_int(value, 0, 2147483, &v))
-        BAD("%s '%s' is not a valid timeout; allowed: %s", shown, value, flag->allowed);
-      a->timeout_s = (int)v;
       break;
     case F_NTHREADS:
     case F_NGPUS:
@@ -417,6 +398,7 @@ int hb_parse_args(int argc, char **argv, const struct hb_collective *coll, int n
     case F_HELP:
       if (talk) hb_usage(stdout, coll);
       return 1;
+    default: break; /* the integer flags, handled above */
     }
   }
   /* nccl-tests steps by -f whenever it is above 1 and would drop -i silently */
