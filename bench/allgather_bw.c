@@ -2,7 +2,7 @@
  * allgather_bw - mlcommAllGather vs MPI_Allgather.
  * As in nccl-tests, size and count are the gathered total (nranks blocks of count/nranks
  * elements); busbw = algbw * (n-1)/n, since each rank receives the n-1 blocks it lacks.
- * With -i each rank's input is already its own block of recvbuff.
+ * With --in-place each rank's input is already its own block of recvbuff.
  */
 #include "harness.h"
 
@@ -21,10 +21,10 @@ static void in_place(struct hb_call *c) {
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommAllGather(c->sendbuff, c->recvbuff, c->send_count, c->type, c->comm);
-  mlcommRequest_t req;
-  return hb_wait(mlcommAllGatherAsync(c->sendbuff, c->recvbuff, c->send_count, c->type, c->comm,
-                                      &req),
-                 &req);
+  mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+  mlcommResult_t rc = mlcommAllGatherAsync(c->sendbuff, c->recvbuff, c->send_count, c->type,
+                                           c->comm, &req);
+  return hb_keep(c, rc, req);
 }
 
 static int run_mpi(const struct hb_call *c) {
@@ -33,10 +33,10 @@ static int run_mpi(const struct hb_call *c) {
   const void *send = c->in_place ? MPI_IN_PLACE : c->sendbuff;
   if (!c->async)
     return MPI_Allgather(send, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm);
-  MPI_Request req;
+  MPI_Request req = MPI_REQUEST_NULL;
   int err = MPI_Iallgather(send, n, c->mpi_type, c->recvbuff, n, c->mpi_type, c->mpi_comm,
                            &req);
-  return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
+  return hb_keep_mpi(c, err, req);
 }
 
 /* element i of the result is element i % send_count of rank i / send_count's input */

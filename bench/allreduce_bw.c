@@ -1,8 +1,8 @@
 /*
  * allreduce_bw - mlcommAllReduce vs MPI_Allreduce.
- * Every rank sends and receives count elements (with -i, in one buffer); busbw = algbw *
- * 2(n-1)/n, the traffic each rank's link carries in a bandwidth-optimal ring (nccl-tests'
- * definition).
+ * Every rank sends and receives count elements (with --in-place, in one buffer);
+ * busbw = algbw * 2(n-1)/n, the traffic each rank's link carries in a bandwidth-optimal
+ * ring (nccl-tests' definition).
  */
 #include "harness.h"
 
@@ -18,10 +18,10 @@ static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommAllReduce(c->sendbuff, c->recvbuff, c->count, c->type, c->op, c->comm);
-  mlcommRequest_t req;
-  return hb_wait(mlcommAllReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op,
-                                      c->comm, &req),
-                 &req);
+  mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+  mlcommResult_t rc = mlcommAllReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op,
+                                           c->comm, &req);
+  return hb_keep(c, rc, req);
 }
 
 static int run_mpi(const struct hb_call *c) {
@@ -29,10 +29,10 @@ static int run_mpi(const struct hb_call *c) {
   if (!c->async)
     return MPI_Allreduce(send, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
                          c->mpi_comm);
-  MPI_Request req;
+  MPI_Request req = MPI_REQUEST_NULL;
   int err = MPI_Iallreduce(send, c->recvbuff, (int)c->count, c->mpi_type, c->mpi_op,
                            c->mpi_comm, &req);
-  return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
+  return hb_keep_mpi(c, err, req);
 }
 
 static int64_t expected(const struct hb_call *c, size_t i) { return hb_reduced(c, i); }

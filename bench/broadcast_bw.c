@@ -1,7 +1,8 @@
 /*
  * broadcast_bw - mlcommBroadcast vs MPI_Bcast.
- * Root's sendbuff lands in every rank's recvbuff (out of place, or with -i in one buffer);
- * busbw = algbw, since a pipelined broadcast moves the whole buffer over each link once.
+ * Root's sendbuff lands in every rank's recvbuff (out of place, or with --in-place in
+ * one buffer); busbw = algbw, since a pipelined broadcast moves the whole buffer over
+ * each link once.
  */
 #include "harness.h"
 
@@ -19,22 +20,22 @@ static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommBroadcast(c->sendbuff, c->recvbuff, c->count, c->type, c->root, c->comm);
-  mlcommRequest_t req;
-  return hb_wait(mlcommBroadcastAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->root,
-                                      c->comm, &req),
-                 &req);
+  mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+  mlcommResult_t rc = mlcommBroadcastAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->root,
+                                           c->comm, &req);
+  return hb_keep(c, rc, req);
 }
 
 /* MPI_Bcast is in place. To move the same bytes from the same buffers as mlcomm, root
  * broadcasts straight from sendbuff (MPI only reads it there) and the others receive
  * into recvbuff; out of place, root's copy into its own recvbuff is left out, as MPI has
- * none. With -i the two are one buffer and both sides do the same work. */
+ * none. With --in-place the two are one buffer and both sides do the same work. */
 static int run_mpi(const struct hb_call *c) {
   void *buf = c->rank == c->root ? c->sendbuff : c->recvbuff;
   if (!c->async) return MPI_Bcast(buf, (int)c->count, c->mpi_type, c->root, c->mpi_comm);
-  MPI_Request req;
+  MPI_Request req = MPI_REQUEST_NULL;
   int err = MPI_Ibcast(buf, (int)c->count, c->mpi_type, c->root, c->mpi_comm, &req);
-  return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
+  return hb_keep_mpi(c, err, req);
 }
 
 static int64_t expected(const struct hb_call *c, size_t i) { return hb_input(c, c->root, i); }

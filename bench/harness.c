@@ -1,23 +1,10 @@
 /*
- * harness.c - the driver shared by the mlcomm benchmarks: communicator, buffers, the
- * sweep over sizes and the timing of each. Flags are in args.c, data patterns and the
- * check in patterns.c, the table and the JSON file in report.c, the buffers of each -m
- * kind in memory.c, and --bound's measurement and models in bound.c.
- *
- * Per size the harness does, on every rank:
- *   1. with -c 1: fill recvbuff with a sentinel, then sendbuff with hb_input();
- *   2. run the collective once and agree (over MPI) on whether any rank failed: a call
- *      refused up front (unsupported transport/type, bad argument) ends the run cleanly
- *      on every rank instead of leaving some ranks blocked in the next call;
- *   3. with -c 1: count elements of recvbuff that differ from the host's expectation;
- *   4. -w warm-up calls (and as many MPI ones with --vs-mpi);
- *   5. -n timed calls, split into rounds alternating mlcomm and MPI with --vs-mpi so
- *      that both see the same machine state (caches, frequency, other load).
- * With -i the two pointers overlap as the collective's in-place rule says, so only the
- * call of step 2 is checked on fresh inputs, as in nccl-tests; reductions then refill
- * sendbuff with a value their op leaves unchanged before step 4 (hb_fill_steady).
- * Failures after step 2 cannot be agreed on safely (peers may be blocked inside the
- * library), so they print the error and MPI_Abort.
+ * harness.c - the driver shared by the mlcomm benchmarks: communicator, buffers, and the
+ * run's table sections, one per (type, op, root) of -d, -o and -r, all of it -N times.
+ * Flags are in args.c, the sizes in sweep.c, one size's checking and timing in
+ * measure.c, data patterns in patterns.c, the table and the JSON file in report.c, the
+ * buffers of each --memory kind in memory.c, and --bound's measurement and models in
+ * bound.c.
  */
 #include "harness_internal.h"
 
@@ -60,11 +47,7 @@ static MPI_Op mpi_op_of(mlcommRedOp_t op) {
   }
 }
 
-/* ---------------------------------------------------------------- helpers for benches */
-
-mlcommResult_t hb_wait(mlcommResult_t rc, mlcommRequest_t *req) {
-  return rc != mlcommSuccess ? rc : mlcommWait(req, MLCOMM_STATUS_IGNORE);
-}
+/* ---------------------------------------------------------------- busbw factors */
 
 double hb_factor_one(int nranks) {
   (void)nranks;
@@ -73,148 +56,72 @@ double hb_factor_one(int nranks) {
 double hb_factor_allreduce(int nranks) { return 2.0 * (nranks - 1) / nranks; }
 double hb_factor_gather(int nranks) { return (double)(nranks - 1) / nranks; }
 
-/* ---------------------------------------------------------------- failures */
-
-static void print_failure(const struct hb_call *c, mlcommResult_t rc, size_t size) {
-  const char *msg = mlcommGetLastError(c->comm);
-  if (!msg || !*msg) msg = mlcommGetLastError(NULL);
-  fprintf(stderr, "%s: rank %d: %s failed at size %zu B: %s: %s\n", c->coll->bench, c->rank,
-          c->coll->call, size, mlcommGetErrorString(rc), msg ? msg : "");
-  fflush(stderr);
+size_t hb_type_size(mlcommDataType_t t) {
+  size_t bytes = 0;
+  mlcommTypeSize(t, &bytes); /* the harness only holds types the library named */
+  return bytes;
 }
 
-/* A failure while peers may be blocked inside a collective: nothing can be agreed on any
- * more, and a benchmark must never hang, so take the whole job down. */
-static void die(const struct hb_call *c, mlcommResult_t rc, size_t size) {
-  print_failure(c, rc, size);
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  exit(1);
-}
+/* ---------------------------------------------------------------- sections */
 
-/* Exit code for a refused call: 2 for what the user asked for but cannot have (as for
- * a bad flag), 1 for anything else. */
-static int refusal_code(mlcommResult_t rc) {
-  return (rc == mlcommUnsupported || rc == mlcommInvalidArgument) ? 2 : 1;
-}
-
-static int agree_max(int v) {
-  int out;
-  MPI_Allreduce(&v, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return out;
-}
-
-/* ---------------------------------------------------------------- measuring */
-
-/* Adds the seconds that iters back-to-back calls took on this rank to *acc. */
-static void time_side(const struct hb_call *c, int mpi, int iters, size_t size, double *acc) {
-  MPI_Barrier(c->mpi_comm); /* start together; not part of the measured time */
-  double t0 = MPI_Wtime();
-  for (int k = 0; k < iters; k++) {
-    if (mpi) {
-      c->coll->run_mpi(c); /* MPI_COMM_WORLD's handler is fatal: errors abort */
-    } else {
-      mlcommResult_t rc = c->coll->run(c);
-      if (rc != mlcommSuccess) die(c, rc, size);
+/* Every size of one section's sweep. Adds the agreed number of wrong elements to
+ * *wrong_total and returns 0, or the exit code of the size that was refused. */
+static int sweep(struct hb_call *c, const struct hb_args *a, int vs,
+                 const struct hb_buffers *bufs, struct hb_report *rep, uint64_t *wrong_total) {
+  struct hb_sweep w;
+  size_t size;
+  hb_sweep_begin(&w, a, hb_sweep_unit(c->coll, c->type, c->nranks));
+  while (hb_sweep_next(&w, &size)) {
+    struct hb_row row;
+    int code = hb_measure(c, a, vs, bufs, size, &row);
+    if (code) {
+      if (c->rank == 0)
+        printf("# stopped at size %zu: %s failed (see stderr)\n", size, c->coll->call);
+      return code;
     }
-  }
-  *acc += MPI_Wtime() - t0;
-}
-
-/* The two allocations; with -i, coll->in_place() points c's buffers into them anew for
- * each size, as the overlap depends on the counts. */
-struct buffers {
-  void *send, *recv;
-};
-
-/* Steps 1-5 above for one size, on every rank. Returns 0 with *row filled in, or the
- * agreed exit code when the first call was refused on some rank. */
-static int measure(struct hb_call *c, const struct hb_args *a, int vs,
-                   const struct buffers *bufs, size_t size, struct hb_row *row) {
-  const struct hb_collective *coll = c->coll;
-  c->count = size / hb_type(c->type)->size;
-  coll->counts(c);
-  c->sendbuff = bufs->send;
-  c->recvbuff = bufs->recv;
-  if (c->in_place) coll->in_place(c);
-
-  if (a->check) {
-    /* in place the inputs share memory with the output: they must be written last */
-    hb_fill_sentinel(c);
-    hb_fill_inputs(c);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
-  mlcommResult_t rc = coll->run(c);
-  if (rc != mlcommSuccess) print_failure(c, rc, size);
-  int code = agree_max(rc == mlcommSuccess ? 0 : refusal_code(rc));
-  if (code) return code;
-  unsigned long long wrong = a->check ? hb_count_wrong(c) : 0, wrong_sum = 0;
-  MPI_Allreduce(&wrong, &wrong_sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
-  /* Data movement in place only copies values around, which stay bounded; reductions
-   * would feed each result into the next call (see hb_fill_steady). */
-  if (c->in_place && coll->uses_op) hb_fill_steady(c);
-
-  /* MPI counts are int: a row too large for them gets no MPI reference */
-  int vs_row = vs && c->send_count <= INT_MAX && c->recv_count <= INT_MAX;
-  double spent[2] = {0.0, 0.0}; /* seconds: mlcomm, MPI */
-  double scratch = 0.0;
-  time_side(c, 0, a->warmup, size, &scratch);
-  if (vs_row) time_side(c, 1, a->warmup, size, &scratch);
-  int rounds = vs_row ? (a->iters < 5 ? a->iters : 5) : 1;
-  for (int r = 0; r < rounds; r++) {
-    int k = a->iters / rounds + (r < a->iters % rounds ? 1 : 0);
-    time_side(c, 0, k, size, &spent[0]);
-    if (vs_row) time_side(c, 1, k, size, &spent[1]);
-  }
-  /* the slowest rank's average is the collective's time */
-  double avg[2] = {spent[0] / a->iters, spent[1] / a->iters}, worst[2];
-  MPI_Allreduce(avg, worst, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-
-  *row = (struct hb_row){.size = size, .count = c->count,
-                         .root = coll->uses_root ? c->root : -1, .wrong = wrong_sum};
-  row->us = worst[0] * 1e6;
-  row->algbw = (double)size / worst[0] / 1e9;
-  row->busbw = row->algbw * coll->busbw_factor(c->nranks);
-  if (vs_row) {
-    row->have_mpi = 1;
-    row->mpi_us = worst[1] * 1e6;
-    row->mpi_busbw = (double)size / worst[1] / 1e9 * coll->busbw_factor(c->nranks);
-    row->ratio = row->mpi_us / row->us;
+    *wrong_total += row.wrong;
+    if (c->rank == 0) hb_report_row(rep, &row);
   }
   return 0;
 }
 
-/* Every size from -b to -e, multiplying by -f. Adds the agreed number of wrong elements
- * to *wrong_total and returns 0, or the exit code of the size that was refused. */
-static int sweep(struct hb_call *c, const struct hb_args *a, int vs,
-                 const struct buffers *bufs, struct hb_report *rep, uint64_t *wrong_total) {
-  size_t unit = hb_type(a->type)->size * (c->coll->blocked ? (size_t)c->nranks : 1);
-  size_t last = 0;
-  for (size_t s = a->min_bytes;;) {
-    size_t size = s / unit * unit; /* whole elements (and whole blocks) only */
-    if (size > 0 && size != last) {
-      last = size;
-      struct hb_row row;
-      int code = measure(c, a, vs, bufs, size, &row);
-      if (code) {
-        if (c->rank == 0)
-          printf("# stopped at size %zu: %s failed (see stderr)\n", size, c->coll->call);
-        return code;
-      }
-      *wrong_total += row.wrong;
-      if (c->rank == 0) hb_report_row(rep, &row);
-    }
-    if (s == 0) { /* -b 0: multiplying would stay at 0 forever; go on from 1 byte */
-      if (a->max_bytes == 0) break;
-      s = 1;
-      continue;
-    }
-    if (s > a->max_bytes / a->factor) break; /* the next size would pass -e (or overflow) */
-    s *= a->factor;
-  }
+/* Each section's type, op and root, in nccl-tests' order (types, then ops, then roots);
+ * -o and -r count only for collectives that use them. */
+static int sections(struct hb_call *c, const struct hb_args *a,
+                    const struct hb_buffers *bufs, struct hb_report *rep,
+                    uint64_t *wrong_total) {
+  const struct hb_collective *coll = c->coll;
+  int nops = coll->uses_op ? a->nops : 1;
+  int root_all = coll->uses_root && a->root == HB_ROOT_ALL;
+  int nroots = root_all ? c->nranks : 1;
+  for (int cycle = 0; cycle < a->cycles; cycle++)
+    for (int t = 0; t < a->ntypes; t++)
+      for (int o = 0; o < nops; o++)
+        for (int r = 0; r < nroots; r++) {
+          c->type = a->types[t];
+          c->op = a->ops[o];
+          c->root = root_all ? r : (a->root == HB_ROOT_ALL ? 0 : a->root);
+          c->mpi_type = mpi_type_of(c->type, coll->uses_op);
+          c->mpi_op = coll->uses_op ? mpi_op_of(c->op) : MPI_OP_NULL;
+          int mpi_avail = coll->run_mpi && c->mpi_type != MPI_DATATYPE_NULL &&
+                          (!coll->uses_op || c->mpi_op != MPI_OP_NULL);
+          if (c->rank == 0) hb_report_section(rep, c->type, c->op, c->root, cycle);
+          int code = sweep(c, a, a->vs_mpi && mpi_avail, bufs, rep, wrong_total);
+          if (code) return code;
+        }
   return 0;
 }
 
 /* ---------------------------------------------------------------- the whole run */
+
+/* "0.1.0" from the loaded library, not the header */
+static void library_version(char *out, size_t cap) {
+  int v = 0;
+  if (mlcommGetVersion(&v) == mlcommSuccess)
+    snprintf(out, cap, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+  else
+    snprintf(out, cap, "unknown");
+}
 
 int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   MPI_Init(&argc, &argv);
@@ -240,85 +147,88 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
       bad = 1;
     }
   }
-  if (agree_max(bad)) {
+  if (hb_agree_max(bad)) {
     MPI_Finalize();
     return 2;
   }
 
   mlcommConfig_t cfg = MLCOMM_CONFIG_INITIALIZER;
   if (a.transport >= 0) cfg.transport = a.transport;
+  if (a.timeout_s >= 0) cfg.timeoutMs = a.timeout_s * 1000;
   mlcommComm_t comm = MLCOMM_COMM_NULL;
+  void *sendbuff = NULL, *recvbuff = NULL;
+  int have_buffers = 0;
+  struct hb_pending pending = {0};
   mlcommResult_t rc = mlcommCommInitFromMPI(&comm, MPI_COMM_WORLD, &cfg);
-  if (rc != mlcommSuccess) {
+  if (rc != mlcommSuccess)
     fprintf(stderr, "%s: rank %d: mlcommCommInitFromMPI failed: %s: %s\n", coll->bench, rank,
             mlcommGetErrorString(rc), mlcommGetLastError(NULL));
-  }
-  int code = agree_max(rc == mlcommSuccess ? 0 : refusal_code(rc));
-  if (code) {
-    if (comm != MLCOMM_COMM_NULL) mlcommCommDestroy(comm);
-    if (json) fclose(json);
-    MPI_Finalize();
-    return code;
-  }
+  int exit_code = hb_agree_max(rc == mlcommSuccess ? 0 : hb_refusal_code(rc));
+  if (exit_code) goto done;
 
-  int vcode = 0;
-  char version[32] = "unknown";
-  if (mlcommGetVersion(&vcode) == mlcommSuccess)
-    snprintf(version, sizeof version, "%d.%d.%d", vcode / 10000, vcode / 100 % 100, vcode % 100);
+  char version[32];
+  library_version(version, sizeof version);
   mlcommConfig_t used = cfg;
   const char *transport = "?";
   if (mlcommCommGetConfig(comm, &used) == mlcommSuccess)
-    transport = hb_transport_name(used.transport);
+    transport = mlcommTransportName((mlcommTransport_t)used.transport);
+  else
+    used.timeoutMs = -1;
 
   /* --bound measures before the buffers exist, so that its copy does not add to them. */
   struct hb_bound bound;
   if (a.bound) {
     if (hb_bound_measure(coll->bench, rank, &bound) != 0) {
-      mlcommCommDestroy(comm);
-      if (json) fclose(json);
-      MPI_Finalize();
-      return 1;
+      exit_code = 1;
+      goto done;
     }
     hb_bound_apply(&bound, coll, nranks, a.in_place);
   }
 
   /* Allocate once for the largest size and reuse: allocation and first-touch page faults
    * stay out of the measurements. No collective needs more than "size" bytes per
-   * buffer on one rank. */
-  size_t bytes = (a.max_bytes + 63) / 64 * 64;
-  if (bytes == 0) bytes = 64;
-  void *sendbuff, *recvbuff;
-  int alloc_bad = hb_buffers_alloc(&a, comm, coll->bench, rank, bytes, &sendbuff, &recvbuff);
-  if (agree_max(alloc_bad != 0)) {
-    hb_buffers_free(&a, coll->bench, rank, sendbuff, recvbuff);
-    mlcommCommDestroy(comm);
-    if (json) fclose(json);
-    MPI_Finalize();
-    return 1;
+   * buffer on one rank; -m N needs N such slices. */
+  size_t stride = (a.max_bytes + 63) / 64 * 64;
+  if (stride == 0) stride = 64;
+  int alloc_bad = hb_buffers_alloc(&a, comm, coll->bench, rank, stride * (size_t)a.agg,
+                                   &sendbuff, &recvbuff);
+  have_buffers = 1;
+  pending.cap = HB_KEEP_PER_CALL * a.agg;
+  pending.reqs = calloc((size_t)pending.cap, sizeof *pending.reqs);
+  pending.mpi_reqs = calloc((size_t)pending.cap, sizeof *pending.mpi_reqs);
+  if (!pending.reqs || !pending.mpi_reqs) {
+    fprintf(stderr, "%s: rank %d: out of memory for %d requests\n", coll->bench, rank,
+            pending.cap);
+    alloc_bad = 1;
+  }
+  if (hb_agree_max(alloc_bad != 0)) {
+    exit_code = 1;
+    goto done;
   }
 
-  struct buffers bufs = {.send = sendbuff, .recv = recvbuff};
+  struct hb_buffers bufs = {.send = sendbuff, .recv = recvbuff, .stride = stride};
   struct hb_call c = {.coll = coll, .comm = comm, .mpi_comm = MPI_COMM_WORLD, .rank = rank,
-                      .nranks = nranks, .root = a.root, .async = a.async,
-                      .in_place = a.in_place, .type = a.type, .op = a.op};
-  c.mpi_type = mpi_type_of(a.type, coll->uses_op);
-  c.mpi_op = coll->uses_op ? mpi_op_of(a.op) : MPI_OP_NULL;
-  int mpi_avail = coll->run_mpi && c.mpi_type != MPI_DATATYPE_NULL &&
-                  (!coll->uses_op || c.mpi_op != MPI_OP_NULL);
-  int vs = a.vs_mpi && mpi_avail;
-
+                      .nranks = nranks, .async = !a.blocking, .in_place = a.in_place,
+                      .pending = &pending};
+  int per_cycle = a.ntypes * (coll->uses_op ? a.nops : 1) *
+                  (coll->uses_root && a.root == HB_ROOT_ALL ? nranks : 1);
   struct hb_report rep = {.coll = coll, .args = &a, .nranks = nranks, .version = version,
-                          .transport = transport, .bound = a.bound ? &bound : NULL,
-                          .avg_busbw = 0.0, .avg_ratio = NAN};
+                          .transport = transport, .timeout_ms = used.timeoutMs,
+                          .bound = a.bound ? &bound : NULL,
+                          .sections = per_cycle * a.cycles, .avg_busbw = 0.0,
+                          .avg_ratio = NAN};
   if (rank == 0) hb_report_header(&rep);
   uint64_t wrong_total = 0;
-  int exit_code = sweep(&c, &a, vs, &bufs, &rep, &wrong_total);
+  exit_code = sections(&c, &a, &bufs, &rep, &wrong_total);
   if (rank == 0) hb_report_footer(&rep, wrong_total);
   if (wrong_total && !exit_code) exit_code = 1;
 
   if (json) {
     const char *status = exit_code == 0 ? "ok" : wrong_total ? "wrong" : "error";
-    if (hb_report_json(json, &rep, wrong_total, status) != 0 || fclose(json) != 0) {
+    int failed = hb_report_json(json, &rep, wrong_total, status) != 0;
+    if (fclose(json) != 0) failed = 1;
+    json = NULL;
+    if (failed) {
       fprintf(stderr, "%s: writing --json '%s' failed: %s\n", coll->bench, a.json_path,
               strerror(errno));
       if (!exit_code) exit_code = 1;
@@ -326,17 +236,24 @@ int hb_main(int argc, char **argv, const struct hb_collective *coll) {
   }
   hb_report_free(&rep);
 
+done:
   /* buffers first: an application frees its mlcommMemAlloc memory before the comm */
-  if (hb_buffers_free(&a, coll->bench, rank, sendbuff, recvbuff) != 0 && !exit_code)
+  if (have_buffers && hb_buffers_free(&a, coll->bench, rank, sendbuff, recvbuff) != 0 &&
+      !exit_code)
     exit_code = 1;
-  rc = mlcommCommDestroy(comm);
-  if (rc != mlcommSuccess) {
-    fprintf(stderr, "%s: rank %d: mlcommCommDestroy failed: %s: %s\n", coll->bench, rank,
-            mlcommGetErrorString(rc), mlcommGetLastError(NULL));
-    if (!exit_code) exit_code = 1;
+  free(pending.reqs);
+  free(pending.mpi_reqs);
+  if (json) fclose(json);
+  if (comm != MLCOMM_COMM_NULL) {
+    rc = mlcommCommDestroy(comm);
+    if (rc != mlcommSuccess) {
+      fprintf(stderr, "%s: rank %d: mlcommCommDestroy failed: %s: %s\n", coll->bench, rank,
+              mlcommGetErrorString(rc), mlcommGetLastError(NULL));
+      if (!exit_code) exit_code = 1;
+    }
   }
   /* every rank leaves with the same code, so mpirun reports it whichever rank it sees */
-  exit_code = agree_max(exit_code);
+  exit_code = hb_agree_max(exit_code);
   MPI_Finalize();
   return exit_code;
 }

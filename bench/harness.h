@@ -22,6 +22,7 @@
 #include <mlcomm/mlcomm.h>
 
 struct hb_collective;
+struct hb_pending;
 
 /* Everything one invocation of the collective needs. The harness fills it in for each
  * size; the benchmark's callbacks only read it (counts() sets the three counts). */
@@ -31,9 +32,10 @@ struct hb_call {
   MPI_Comm mpi_comm;      /* the communicator mlcomm was created from (MPI_COMM_WORLD) */
   int rank, nranks;
   int root;               /* -r; meaningful only when coll->uses_root */
-  int async;              /* -a: use the ...Async forms and wait (MPI: the MPI_I... forms) */
-  int in_place;           /* -i: sendbuff and recvbuff overlap, as coll->in_place() set them;
-                             run_mpi uses MPI's in-place form (MPI_IN_PLACE) */
+  int async;              /* -z 0 (--async): post the ...Async forms (MPI: the MPI_I...
+                             forms) and hand their requests to hb_keep/hb_keep_mpi */
+  int in_place;           /* --in-place: sendbuff and recvbuff overlap, as coll->in_place()
+                             set them; run_mpi uses MPI's in-place form (MPI_IN_PLACE) */
   mlcommDataType_t type;
   mlcommRedOp_t op;       /* meaningful only when coll->uses_op */
   MPI_Datatype mpi_type;  /* MPI_DATATYPE_NULL when MPI has no equivalent */
@@ -44,6 +46,7 @@ struct hb_call {
   size_t recv_count;      /* elements of recvbuff the call may write (set by counts()) */
   size_t check_count;     /* elements of recvbuff checked on this rank (set by counts()) */
   void *sendbuff, *recvbuff;
+  struct hb_pending *pending; /* where hb_keep puts the requests (the harness's) */
 };
 
 struct hb_collective {
@@ -61,15 +64,17 @@ struct hb_collective {
   double (*traffic)(int nranks, int in_place);
   /* sets c->send_count, c->recv_count and c->check_count from c->count */
   void (*counts)(struct hb_call *c);
-  /* With -i, called after counts() with sendbuff and recvbuff at the starts of two
-   * separate buffers: moves one of them into the other so that the call is in place as
-   * mlcomm.h defines it for this collective. NULL where the call has no in-place form;
-   * -i is then refused. */
+  /* With --in-place, called after counts() with sendbuff and recvbuff at the starts of
+   * two separate buffers: moves one of them into the other so that the call is in place
+   * as mlcomm.h defines it for this collective. NULL where the call has no in-place
+   * form; --in-place is then refused. */
   void (*in_place)(struct hb_call *c);
-  /* one blocking (or, with c->async, posted-and-waited) call through mlcomm */
+  /* one blocking call through mlcomm, or with c->async the ...Async form(s), whose
+   * requests go to hb_keep (the harness waits for them) */
   mlcommResult_t (*run)(const struct hb_call *c);
-  /* the same through plain MPI on the same buffers; returns an MPI error code. Only
-   * called when c->mpi_type (and c->mpi_op for reductions) exist. */
+  /* the same through plain MPI on the same buffers (requests to hb_keep_mpi); returns
+   * an MPI error code. Only called when c->mpi_type (and c->mpi_op for reductions)
+   * exist. */
   int (*run_mpi)(const struct hb_call *c);
   /* the value element i (< check_count) of recvbuff must hold on this rank */
   int64_t (*expected)(const struct hb_call *c, size_t i);
@@ -89,8 +94,12 @@ int64_t hb_reduced(const struct hb_call *c, size_t i);
 /* Bytes in one element of t. */
 size_t hb_type_size(mlcommDataType_t t);
 
-/* For ...Async forms: waits for *req when rc (the posting call's result) succeeded. */
-mlcommResult_t hb_wait(mlcommResult_t rc, mlcommRequest_t *req);
+/* For ...Async forms: when rc (the posting call's result) succeeded, hands req to the
+ * harness, which waits for it once every call of the iteration is issued (with -m, after
+ * mlcommGroupEnd). Returns rc. */
+mlcommResult_t hb_keep(const struct hb_call *c, mlcommResult_t rc, mlcommRequest_t req);
+/* The same for the MPI reference's MPI_I... forms; returns err. */
+int hb_keep_mpi(const struct hb_call *c, int err, MPI_Request req);
 
 /* Busbw factors shared by several benchmarks. */
 double hb_factor_one(int nranks);       /* broadcast, reduce, sendrecv: busbw = algbw */

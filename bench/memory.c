@@ -1,5 +1,5 @@
 /*
- * memory.c - the benchmark's two buffers, of the kind -m names:
+ * memory.c - the benchmark's two buffers, of the kind --memory names:
  *   host   aligned_alloc(64, ...): an application's own memory, which a transport may
  *          have to copy through its own buffers;
  *   alloc  mlcommMemAlloc(comm, ...), freed with mlcommMemFree: memory the transport can
@@ -21,9 +21,17 @@
 #include <cuda_runtime_api.h>
 #endif
 
+/* indexed by enum hb_memory; "device" is listed only where it can be allocated */
 static const char *const memory_names[] = {"host", "alloc", "device"};
+#if HB_HAVE_CUDA
+#define N_MEMORY_KINDS 3
+#define MEMORY_LIST "host alloc device"
+#else
+#define N_MEMORY_KINDS 2
+#define MEMORY_LIST "host alloc"
+#endif
 
-/* -m device: the two device buffers and their host mirrors. */
+/* --memory device: the two device buffers and their host mirrors. */
 static struct {
   char *dev, *host;
   size_t bytes;
@@ -68,6 +76,14 @@ const char *hb_memory_name(int memory) {
   return memory_names[memory];
 }
 
+int hb_memory_from_name(const char *name) {
+  for (int k = 0; k < N_MEMORY_KINDS; k++)
+    if (strcmp(name, memory_names[k]) == 0) return k;
+  return -1;
+}
+
+const char *hb_memory_list(void) { return MEMORY_LIST; }
+
 static void report_mlcomm_failure(const char *bench, int rank, const char *what,
                                   mlcommComm_t comm, mlcommResult_t rc) {
   const char *msg = mlcommGetLastError(comm);
@@ -85,8 +101,8 @@ int hb_buffers_alloc(const struct hb_args *a, mlcommComm_t comm, const char *ben
       void *d = NULL;
       cudaError_t e = cudaMalloc(&d, bytes);
       if (e != cudaSuccess) {
-        fprintf(stderr, "%s: rank %d: cudaMalloc of %zu bytes (-m device) failed: %s\n", bench,
-                rank, bytes, cudaGetErrorString(e));
+        fprintf(stderr, "%s: rank %d: cudaMalloc of %zu bytes (--memory device) failed: %s\n",
+                bench, rank, bytes, cudaGetErrorString(e));
         hb_buffers_free(a, bench, rank, *send, *recv);
         *send = *recv = NULL;
         return -1;
@@ -112,9 +128,10 @@ int hb_buffers_alloc(const struct hb_args *a, mlcommComm_t comm, const char *ben
     if (rc == mlcommSuccess) rc = mlcommMemAlloc(comm, bytes, recv);
     if (rc != mlcommSuccess) {
       char what[96];
-      snprintf(what, sizeof what, "mlcommMemAlloc of 2 x %zu bytes (-m alloc)", bytes);
+      snprintf(what, sizeof what, "mlcommMemAlloc of 2 x %zu bytes (--memory alloc)", bytes);
       report_mlcomm_failure(bench, rank, what, comm, rc);
-      fprintf(stderr, "%s: rank %d: lower -e, or run with -m host\n", bench, rank);
+      fprintf(stderr, "%s: rank %d: lower -e (or -m), or run with --memory host\n", bench,
+              rank);
       mlcommMemFree(*send);
       *send = *recv = NULL;
       return -1;
@@ -123,8 +140,8 @@ int hb_buffers_alloc(const struct hb_args *a, mlcommComm_t comm, const char *ben
     *send = aligned_alloc(64, bytes);
     *recv = aligned_alloc(64, bytes);
     if (!*send || !*recv) {
-      fprintf(stderr, "%s: rank %d: cannot allocate 2 x %zu bytes; lower -e\n", bench, rank,
-              bytes);
+      fprintf(stderr, "%s: rank %d: cannot allocate 2 x %zu bytes; lower -e (or -m)\n", bench,
+              rank, bytes);
       free(*send);
       free(*recv);
       *send = *recv = NULL;

@@ -119,20 +119,20 @@ static int holds(mlcommDataType_t t, const void *buf, size_t i, int64_t v) {
  * 8-bit types get 127 / 255 instead. */
 void hb_fill_sentinel(const struct hb_call *c) {
   int byte = c->type == mlcommInt8 ? 0x7f : c->type == mlcommUint8 ? 0xff : 0xa5;
-  memset(hb_host_view(c->recvbuff), byte, c->recv_count * hb_type(c->type)->size);
-  hb_upload(c->recvbuff, c->recv_count * hb_type(c->type)->size);
+  memset(hb_host_view(c->recvbuff), byte, c->recv_count * hb_type_size(c->type));
+  hb_upload(c->recvbuff, c->recv_count * hb_type_size(c->type));
 }
 
 void hb_fill_inputs(const struct hb_call *c) {
   void *send = hb_host_view(c->sendbuff);
   for (size_t i = 0; i < c->send_count; i++)
     store(c->type, send, i, hb_input(c, c->rank, i));
-  hb_upload(c->sendbuff, c->send_count * hb_type(c->type)->size);
+  hb_upload(c->sendbuff, c->send_count * hb_type_size(c->type));
 }
 
 uint64_t hb_count_wrong(const struct hb_call *c) {
   uint64_t wrong = 0;
-  if (hb_download(c->recvbuff, c->check_count * hb_type(c->type)->size) != 0)
+  if (hb_download(c->recvbuff, c->check_count * hb_type_size(c->type)) != 0)
     return c->check_count ? c->check_count : 1;
   const void *recv = hb_host_view(c->recvbuff);
   for (size_t i = 0; i < c->check_count; i++)
@@ -151,5 +151,5 @@ void hb_fill_steady(const struct hb_call *c) {
   int64_t v = c->op == mlcommProd ? 1 : 0;
   void *send = hb_host_view(c->sendbuff);
   for (size_t i = 0; i < c->send_count; i++) store(c->type, send, i, v);
-  hb_upload(c->sendbuff, c->send_count * hb_type(c->type)->size);
+  hb_upload(c->sendbuff, c->send_count * hb_type_size(c->type));
 }

@@ -2,9 +2,10 @@
 """Plot bus bandwidth against message size from mlcomm benchmark --json files.
 
 Each JSON file is the output of one bench run (allreduce_bw ... --json FILE). The plot
-gets one line per (benchmark, ranks, transport, memory kind) with mlcomm's busbw, plus,
-for files run with --vs-mpi, the MPI reference measured on the same buffers (one dotted
-line per memory kind). Files with the same key are merged (a sweep split into several
+gets one line per (benchmark, ranks, transport, memory kind, table section) with mlcomm's
+busbw, plus, for files run with --vs-mpi, the MPI reference measured on the same buffers
+(one dotted line per memory kind and section). A section is a row's type, op and root:
+runs with -d all, -o all or -r all hold several, and their lines are labelled with it. Files with the same key are merged (a sweep split into several
 runs, e.g. many iterations at small sizes and few at large ones, plots as one line; for
 a size present twice the later file wins). With --bound, the memory-bandwidth bound of
 files run with --bound is drawn as a horizontal dashed line (the mean, when several
@@ -64,25 +65,37 @@ def load(paths):
     return runs
 
 
-def series_key(run):
+def section(row):
+    """A row's table section: runs with -d all, -o all or -r all hold several."""
+    return (row.get("type"), row.get("redop"), row.get("root"))
+
+
+def series_key(run, row):
     return (run["bench"], run["nranks"], run.get("transport", "?"),
-            run.get("memory", "host"), run.get("type"), run.get("op"),
+            run.get("memory", "host"), section(row),
             bool(run.get("in_place")), run.get("async", 0))
 
 
 def merge(runs, key_fn, value_fn):
-    """{key: {size: value}} over all runs, later runs overriding earlier sizes."""
+    """{key: {size: value}} over all rows, later rows overriding earlier sizes."""
     out = {}
     for _, run in runs:
-        k = key_fn(run)
-        if k is None:
-            continue
-        pts = out.setdefault(k, {})
         for row in run["rows"]:
+            k = key_fn(run, row)
             v = value_fn(row)
-            if v is not None:
-                pts[row["size"]] = v
+            if k is not None and v is not None:
+                out.setdefault(k, {})[row["size"]] = v
     return {k: v for k, v in out.items() if v}
+
+
+def section_label(sec):
+    t, op, root = sec
+    text = ", %s" % t
+    if op not in (None, "none"):
+        text += " " + op
+    if root is not None and root >= 0:
+        text += ", root %d" % root
+    return text
 
 
 def main():
@@ -115,12 +128,18 @@ def main():
     def prefix(bench, nranks):
         return "%s %d ranks, " % (bench, nranks) if multi else ""
 
+    multi_section = len({section(row) for _, r in runs for row in r["rows"]}) > 1
+
+    def sec_text(sec):
+        return section_label(sec) if multi_section else ""
+
     fig, ax = plt.subplots(figsize=(9, 5.5))
     mine = merge(runs, series_key, lambda row: row.get("busbw"))
     for k in sorted(mine):
-        bench, nranks, transport, memory, _, _, in_place, async_ = k
+        bench, nranks, transport, memory, sec, in_place, async_ = k
         sizes = sorted(mine[k])
-        label = "%smlcomm %s, %s memory" % (prefix(bench, nranks), transport, memory)
+        label = "%smlcomm %s, %s memory%s" % (prefix(bench, nranks), transport, memory,
+                                              sec_text(sec))
         if in_place:
             label += ", in place"
         if async_:
@@ -128,17 +147,17 @@ def main():
         ax.plot(sizes, [mine[k][s] for s in sizes], marker="o", markersize=3, label=label)
 
     if not args.no_mpi:
-        def mpi_key(run):
+        def mpi_key(run, row):
             if not run.get("vs_mpi"):
                 return None
-            return (run["bench"], run["nranks"], run.get("memory", "host"),
+            return (run["bench"], run["nranks"], run.get("memory", "host"), section(row),
                     bool(run.get("in_place")))
         ref = merge(runs, mpi_key, lambda row: row.get("mpi_busbw"))
         for k in sorted(ref):
-            bench, nranks, memory, in_place = k
+            bench, nranks, memory, sec, in_place = k
             sizes = sorted(ref[k])
-            label = "%s%s (reference), %s memory%s" % (
-                prefix(bench, nranks), MPI_CALL.get(bench, "MPI"), memory,
+            label = "%s%s (reference), %s memory%s%s" % (
+                prefix(bench, nranks), MPI_CALL.get(bench, "MPI"), memory, sec_text(sec),
                 ", in place" if in_place else "")
             ax.plot(sizes, [ref[k][s] for s in sizes], linestyle=":", marker="x",
                     markersize=4, label=label)

@@ -1,8 +1,8 @@
 /*
  * reduce_bw - mlcommReduce vs MPI_Reduce.
- * The reduction of every rank's sendbuff lands in root's recvbuff only (with -i, in the
- * same buffer), so only root checks; busbw = algbw (nccl-tests: each link carries the
- * buffer once).
+ * The reduction of every rank's sendbuff lands in root's recvbuff only (with
+ * --in-place, in the same buffer), so only root checks; busbw = algbw (nccl-tests: each
+ * link carries the buffer once).
  */
 #include "harness.h"
 
@@ -18,10 +18,10 @@ static void in_place(struct hb_call *c) { c->sendbuff = c->recvbuff; }
 static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommReduce(c->sendbuff, c->recvbuff, c->count, c->type, c->op, c->root, c->comm);
-  mlcommRequest_t req;
-  return hb_wait(mlcommReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op, c->root,
-                                   c->comm, &req),
-                 &req);
+  mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+  mlcommResult_t rc = mlcommReduceAsync(c->sendbuff, c->recvbuff, c->count, c->type, c->op,
+                                        c->root, c->comm, &req);
+  return hb_keep(c, rc, req);
 }
 
 /* MPI's in-place reduce is MPI_IN_PLACE at root only; the other ranks pass their input
@@ -37,10 +37,10 @@ static int run_mpi(const struct hb_call *c) {
   }
   if (!c->async)
     return MPI_Reduce(send, recv, (int)c->count, c->mpi_type, c->mpi_op, c->root, c->mpi_comm);
-  MPI_Request req;
+  MPI_Request req = MPI_REQUEST_NULL;
   int err = MPI_Ireduce(send, recv, (int)c->count, c->mpi_type, c->mpi_op, c->root,
                         c->mpi_comm, &req);
-  return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
+  return hb_keep_mpi(c, err, req);
 }
 
 static int64_t expected(const struct hb_call *c, size_t i) { return hb_reduced(c, i); }

@@ -1,8 +1,8 @@
 /*
  * reduce_scatter_bw - mlcommReduceScatter vs MPI_Reduce_scatter_block.
  * As in nccl-tests, size and count are the total input (nranks blocks of count/nranks
- * elements); rank r receives reduced block r (with -i, in place of its input block r).
- * busbw = algbw * (n-1)/n.
+ * elements); rank r receives reduced block r (with --in-place, in place of its input
+ * block r). busbw = algbw * (n-1)/n.
  */
 #include "harness.h"
 
@@ -21,10 +21,10 @@ static mlcommResult_t run(const struct hb_call *c) {
   if (!c->async)
     return mlcommReduceScatter(c->sendbuff, c->recvbuff, c->recv_count, c->type, c->op,
                                c->comm);
-  mlcommRequest_t req;
-  return hb_wait(mlcommReduceScatterAsync(c->sendbuff, c->recvbuff, c->recv_count, c->type,
-                                          c->op, c->comm, &req),
-                 &req);
+  mlcommRequest_t req = MLCOMM_REQUEST_NULL;
+  mlcommResult_t rc = mlcommReduceScatterAsync(c->sendbuff, c->recvbuff, c->recv_count, c->type,
+                                               c->op, c->comm, &req);
+  return hb_keep(c, rc, req);
 }
 
 /* MPI's in-place form reads the whole input from its recvbuf and, unlike NCCL's, leaves
@@ -36,10 +36,10 @@ static int run_mpi(const struct hb_call *c) {
   void *recv = c->in_place ? c->sendbuff : c->recvbuff;
   if (!c->async)
     return MPI_Reduce_scatter_block(send, recv, n, c->mpi_type, c->mpi_op, c->mpi_comm);
-  MPI_Request req;
+  MPI_Request req = MPI_REQUEST_NULL;
   int err = MPI_Ireduce_scatter_block(send, recv, n, c->mpi_type, c->mpi_op, c->mpi_comm,
                                       &req);
-  return err != MPI_SUCCESS ? err : MPI_Wait(&req, MPI_STATUS_IGNORE);
+  return hb_keep_mpi(c, err, req);
 }
 
 /* element i of this rank's block is element rank*recv_count + i of the full reduction */

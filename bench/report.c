@@ -10,10 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *type_name(const struct hb_report *r) { return hb_type(r->args->type)->name; }
+static const char *op_name(const struct hb_report *r, mlcommRedOp_t op) {
+  return r->coll->uses_op ? mlcommRedOpName(op) : "none";
+}
 
-static const char *op_name(const struct hb_report *r) {
-  return r->coll->uses_op ? hb_op_name(r->args->op) : "none";
+/* The run's type and op: the one asked for, or "all" with -d all / -o all. */
+static const char *run_type(const struct hb_report *r) {
+  return r->args->ntypes > 1 ? "all" : mlcommTypeName(r->args->types[0]);
+}
+static const char *run_op(const struct hb_report *r) {
+  return r->coll->uses_op && r->args->nops > 1 ? "all" : op_name(r, r->args->ops[0]);
+}
+
+static const char *average_name(int average) {
+  static const char *const names[] = {"rank0", "mean", "min", "max"};
+  return average >= 0 && average <= 3 ? names[average] : "?";
 }
 
 /* busbw as a fraction of the bound's busbw; NaN where there is no bound, or where the
@@ -41,12 +52,35 @@ static void print_bound(const struct hb_report *r) {
 void hb_report_header(const struct hb_report *r) {
   const struct hb_args *a = r->args;
   printf("# mlcomm %s bench: %s\n", r->version, r->coll->bench);
+  /* the settings that change what the time column means are named when not the default */
+  char extra[160] = "";
+  size_t len = 0;
+  if (a->agg > 1)
+    len += (size_t)snprintf(extra + len, sizeof extra - len, ", agg_iters %d", a->agg);
+  if (a->average != HB_AVG_MEAN)
+    len += (size_t)snprintf(extra + len, sizeof extra - len, ", average %s",
+                            average_name(a->average));
+  if (!a->blocking) len += (size_t)snprintf(extra + len, sizeof extra - len, ", blocking 0");
+  if (a->cputime) len += (size_t)snprintf(extra + len, sizeof extra - len, ", cputime 1");
+  if (a->in_place) len += (size_t)snprintf(extra + len, sizeof extra - len, ", in-place 1");
+  if (a->cycles > 1) snprintf(extra + len, sizeof extra - len, ", cycles %d", a->cycles);
   printf("# nranks %d, transport %s, memory %s, type %s, op %s, iters %d, warmup %d, "
-         "check %d%s%s\n",
-         r->nranks, r->transport, hb_memory_name(a->memory), type_name(r), op_name(r),
-         a->iters, a->warmup, a->check, a->async ? ", async 1" : "",
-         a->in_place ? ", in-place 1" : "");
+         "check %d%s\n",
+         r->nranks, r->transport, hb_memory_name(a->memory), run_type(r), run_op(r), a->iters,
+         a->warmup, a->check, extra);
   if (r->bound) print_bound(r);
+  fflush(stdout);
+}
+
+void hb_report_section(const struct hb_report *r, mlcommDataType_t type, mlcommRedOp_t op,
+                       int root, int cycle) {
+  const struct hb_args *a = r->args;
+  if (r->sections > 1) {
+    printf("#\n# type %s, op %s, root %d", mlcommTypeName(type), op_name(r, op),
+           r->coll->uses_root ? root : -1);
+    if (a->cycles > 1) printf(", cycle %d", cycle + 1);
+    printf("\n");
+  }
   /* two header lines as in nccl-tests: names, then units */
   char line[256];
   int len = snprintf(line, sizeof line, "#%11s %12s %9s %6s %5s %10s %8s %8s %7s", "size",
@@ -90,7 +124,8 @@ void hb_report_row(struct hb_report *r, const struct hb_row *row) {
   char wrong_text[24] = "N/A";
   if (a->check) snprintf(wrong_text, sizeof wrong_text, "%llu", (unsigned long long)row->wrong);
   printf("%12zu %12zu %9s %6s %5d %10.2f %8.2f %8.2f %7s", row->size, row->count,
-         type_name(r), op_name(r), row->root, row->us, row->algbw, row->busbw, wrong_text);
+         mlcommTypeName(row->type), op_name(r, row->op), row->root, row->us, row->algbw,
+         row->busbw, wrong_text);
   if (a->vs_mpi) {
     if (row->have_mpi)
       printf(" %10.2f %10.2f %7.2f", row->mpi_us, row->mpi_busbw, row->ratio);
@@ -154,16 +189,21 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
                    const char *status) {
   const struct hb_collective *coll = r->coll;
   const struct hb_args *a = r->args;
-  const char *tname = type_name(r);
-  const char *oname = op_name(r);
   fprintf(f, "{\n  \"bench\": \"%s\",\n  \"version\": \"%s\",\n  \"nranks\": %d,\n", coll->bench,
           r->version, r->nranks);
   fprintf(f, "  \"transport\": \"%s\",\n  \"memory\": \"%s\",\n", r->transport,
           hb_memory_name(a->memory));
-  fprintf(f, "  \"type\": \"%s\",\n  \"op\": \"%s\",\n", tname, oname);
-  fprintf(f, "  \"root\": %d,\n  \"iters\": %d,\n  \"warmup\": %d,\n  \"check\": %d,\n",
-          coll->uses_root ? a->root : -1, a->iters, a->warmup, a->check);
-  fprintf(f, "  \"async\": %d,\n  \"in_place\": %s,\n  \"vs_mpi\": %d,\n", a->async,
+  fprintf(f, "  \"type\": \"%s\",\n  \"op\": \"%s\",\n", run_type(r), run_op(r));
+  if (coll->uses_root && a->root == HB_ROOT_ALL)
+    fprintf(f, "  \"root\": \"all\",\n");
+  else
+    fprintf(f, "  \"root\": %d,\n", coll->uses_root ? a->root : -1);
+  fprintf(f, "  \"iters\": %d,\n  \"warmup\": %d,\n  \"check\": %d,\n  \"agg_iters\": %d,\n",
+          a->iters, a->warmup, a->check, a->agg);
+  fprintf(f, "  \"average\": \"%s\",\n  \"blocking\": %d,\n  \"report_cputime\": %d,\n",
+          average_name(a->average), a->blocking, a->cputime);
+  fprintf(f, "  \"run_cycles\": %d,\n  \"timeout_ms\": %d,\n", a->cycles, r->timeout_ms);
+  fprintf(f, "  \"async\": %d,\n  \"in_place\": %s,\n  \"vs_mpi\": %d,\n", !a->blocking,
           a->in_place ? "true" : "false", a->vs_mpi);
   /* --bound: the measurement and this collective's bound (null without --bound) */
   const struct hb_bound *b = r->bound;
@@ -180,7 +220,8 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
     const struct hb_row *row = &r->rows[k];
     fprintf(f, "%s\n    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
                "\"root\": %d, ",
-            k ? "," : "", row->size, row->count, tname, oname, row->root);
+            k ? "," : "", row->size, row->count, mlcommTypeName(row->type), op_name(r, row->op),
+            row->root);
     json_number(f, "time_us", row->us, "%.3f", 0);
     json_number(f, "algbw", row->algbw, "%.6f", 0);
     json_number(f, "busbw", row->busbw, "%.6f", 0);
@@ -199,6 +240,13 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
       json_number(f, "bound_frac", row->bound_frac, "%.4f", !a->vs_mpi);
       if (a->vs_mpi) json_number(f, "mpi_bound_frac", row->mpi_bound_frac, "%.4f", 1);
     }
+    if (row->rank_us) {
+      fprintf(f, ", \"rank_us\": [");
+      for (int k = 0; k < r->nranks; k++)
+        fprintf(f, isfinite(row->rank_us[k]) ? "%s%.3f" : "%snull", k ? ", " : "",
+                row->rank_us[k]);
+      fprintf(f, "]");
+    }
     fprintf(f, "}");
   }
   fprintf(f, "%s],\n  \"wrong_total\": %llu,\n  ", r->nrows ? "\n  " : "",
@@ -211,6 +259,7 @@ int hb_report_json(FILE *f, const struct hb_report *r, uint64_t wrong_total,
 }
 
 void hb_report_free(struct hb_report *r) {
+  for (size_t k = 0; k < r->nrows; k++) free(r->rows[k].rank_us);
   free(r->rows);
   r->rows = NULL;
   r->nrows = r->cap = 0;

@@ -1,5 +1,5 @@
 #!/bin/bash
-# shm_vs_mpi.sh - the shared-memory transport's sweep: mlcomm on -t shm against plain MPI
+# shm_vs_mpi.sh - the shared-memory transport's sweep: mlcomm on --transport shm against plain MPI
 # (--vs-mpi, on the same buffers), with host (malloc) and alloc (mlcommMemAlloc, zero-copy
 # on shm) memory, against the node's memory-bandwidth bound (--bound). Writes every
 # run's --json file, its table (.txt) and one PNG per benchmark into OUTDIR.
@@ -73,7 +73,7 @@ start=$SECONDS
 run() {
   local np=$1 bench=$2 mem=$3 min=$4
   local name=${bench%_bw}_n${np}_${mem}
-  local common=(-t "$transport" -m "$mem" --vs-mpi --bound -d float -o sum)
+  local common=(--transport "$transport" --memory "$mem" --vs-mpi --bound -d float -o sum)
   echo "== $name ($transport, $np ranks, $min .. 256M)"
   : > "$out/$name.txt"
   "${mpirun[@]}" -np "$np" "$bin/$bench" "${common[@]}" -b "$min" -e 16M \

@@ -3,7 +3,7 @@
 
     mpirun -np 2 python3 python/examples/allreduce_demo.py
     # optionally against the C benchmark (run it first, same sizes):
-    mpirun -np 2 build/bench/allreduce_bw -b 8 -e 64M --json /tmp/c.json
+    mpirun -np 2 build/bench/allreduce_bw -b 8 -e 64M -a 3 --json /tmp/c.json
     mpirun -np 2 python3 python/examples/allreduce_demo.py --c-json /tmp/c.json
 
 For each size it runs, call by call on the same buffers:
@@ -21,7 +21,8 @@ same iteration. ``prep_layer_%`` is the same for the prepared call.
 Each call is timed on its own and the table shows medians, for the slowest rank
 (``--means`` adds the means). Medians and paired differences keep other load on the
 machine out of the figures. With --c-json it also prints the C benchmark's time for
-the size (its mean over its -n iterations) and python_us minus it.
+the size (its mean over its -n iterations; run it with -a 3 so that it is the slowest
+rank's too) and python_us minus it.
 """
 
 import argparse
