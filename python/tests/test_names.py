@@ -50,5 +50,5 @@ def test_refusals_name_the_argument_and_the_accepted_names(comm):
         comm.allreduce(x, op=True)
     with pytest.raises(ValueError, match="transport='pigeon'.*auto mpi shm nccl"):
         comm.split(0, transport="pigeon")
-    with pytest.raises(ValueError, match=r"transport=-1 .*\(or 0\.\.3\)"):
+    with pytest.raises(ValueError, match=r"transport=-1 .*\(or 0\.\.4\)"):
         comm.split(0, transport=-1)
