@@ -19,6 +19,10 @@ allreduce.
 mlcomm's MPI transport picks at these sizes: each rank 2(p-1)/p x S to the next rank,
 so the inter-node bytes are that times the ring links that cross nodes (within 3%).
 --expect-ratio-at-most X: auto's bytes / mpi's bytes <= X for every layout and size.
+--expect-minimum: auto sends at most 1.05 x what any allreduce between N nodes must
+(each node's S-byte partial result reduced and spread among N nodes: 2(N-1)/N x S out
+of every node). --map-by node deals ranks out round-robin (flat MPI's ring then crosses
+nodes on every link).
 Exits 1 when a check fails, 77 when fake nodes cannot be made here.
 """
 import argparse
@@ -60,7 +64,7 @@ def run_once(args, layout, transport, size, iters):
     """Inter-node bytes sent by all ranks of one run, and the number of nodes."""
     with tempfile.TemporaryDirectory(prefix="internode-") as tmp:
         prefix = os.path.join(tmp, "rank")
-        cmd = [args.launcher, layout] + MONITORING + \
+        cmd = [args.launcher, layout] + ["--map-by", args.map_by] + MONITORING + \
               ["--mca", "pml_monitoring_filename", prefix, "--",
                args.program, "-t", transport, "-s", str(size), "-k", str(iters)]
         try:
@@ -111,6 +115,12 @@ def main():
     ap.add_argument("--run-timeout", type=int, default=120)
     ap.add_argument("--check-flat", action="store_true")
     ap.add_argument("--expect-ratio-at-most", type=float, metavar="X")
+    ap.add_argument("--map-by", choices=["slot", "node"], default="slot",
+                    help="rank placement: slot fills each node in turn (ranks of a node are "
+                         "consecutive), node deals ranks out round-robin")
+    ap.add_argument("--expect-minimum", action="store_true",
+                    help="auto must send at most 5%% more than any allreduce between N nodes "
+                         "must: 2(N-1)/N x S out of each node, 2(N-1) x S in all")
     args = ap.parse_args()
     if args.expect_ratio_at_most is not None and not {"mpi", "auto"} <= set(args.transports):
         ap.error("--expect-ratio-at-most compares auto with mpi: give both transports")
@@ -148,6 +158,14 @@ def main():
                     failures.append(f"{layout} {human(size)}: auto sends {ratio:.3f} x flat "
                                     f"MPI's bytes between nodes, more than "
                                     f"{args.expect_ratio_at_most}")
+            if args.expect_minimum and "auto" in args.transports:
+                least = 2 * (nodes - 1) * size
+                auto = table[(layout, "auto", size)][0]
+                line += f"  minimum {least:.0f}"
+                if auto > 1.05 * least:
+                    failures.append(f"{layout} {human(size)}: auto sent {auto:.0f} bytes "
+                                    f"between nodes, more than 1.05 x the {least:.0f} an "
+                                    f"allreduce between {nodes} nodes needs")
             if args.check_flat and "mpi" in args.transports:
                 p = len(node_of)
                 want = ring_links_across(node_of) * 2 * (p - 1) / p * size
