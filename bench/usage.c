@@ -52,7 +52,7 @@ void hb_usage(FILE *f, const struct hb_collective *coll) {
           "                              -x and -V, are refused with the reason\n");
   fprintf(f,
           "mlcomm's own:\n"
-          "      --transport T           auto mpi shm nccl (default: the library's, or\n"
+          "      --transport T           auto mpi shm nccl hier (default: the library's, or\n"
           "                              MLCOMM_TRANSPORT)\n"
           "      --memory KIND           %s (default host): malloc'ed buffers,\n"
           "                              mlcommMemAlloc's (zero-copy on the shm transport),\n"
