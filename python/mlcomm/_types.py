@@ -215,7 +215,7 @@ def op_code(op):
 
 
 def transport_code(t):
-    """A transport name ('auto', 'mpi', 'shm', 'nccl') or value -> mlcommTransport_t."""
+    """A transport name ('auto', 'mpi', 'shm', 'nccl', 'hier') or value -> mlcommTransport_t."""
     return _code_from(t, "transport", "mlcommTransportFromName", _TRANSPORT_CODES,
                       "transport")
 
