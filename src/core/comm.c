@@ -183,10 +183,9 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
 
 mlcommResult_t mlcomm_subcomm_create(struct mlcomm_comm *parent, MPI_Comm mpi, int transport,
                                      struct mlcomm_comm **out) {
-  int64_t *params = NULL;
-  MLCOMM_CHECK(mlcomm_params_read(&params));
   /* The parent's values, not this moment's environment: one communicator, one setting. */
-  mlcomm_params_copy(params, parent->params);
+  int64_t *params = mlcomm_params_dup(parent->params);
+  if (params == NULL) return mlcomm_error(parent, mlcommSystemError, "out of memory for settings");
   mlcommConfig_t config = parent->config;
   config.transport = transport;
   return comm_build(out, mpi, true, &config, params, false, "an internal communicator");

@@ -80,8 +80,11 @@ mlcommResult_t mlcomm_params_read(int64_t **values) {
   return mlcommSuccess;
 }
 
-void mlcomm_params_copy(int64_t *dst, const int64_t *src) {
-  memcpy(dst, src, (nparams() ? nparams() : 1) * sizeof *dst);
+int64_t *mlcomm_params_dup(const int64_t *src) {
+  size_t bytes = (nparams() ? nparams() : 1) * sizeof *src;
+  int64_t *dst = malloc(bytes);
+  if (dst) memcpy(dst, src, bytes);
+  return dst;
 }
 
 int64_t mlcomm_param_at(const int64_t *values, const struct mlcomm_param *p) {

@@ -53,8 +53,8 @@ mlcommResult_t mlcomm_param_env(const struct mlcomm_param *p, int64_t *out);
 
 /* Reads every declared variable into a fresh array (for a new communicator). */
 mlcommResult_t mlcomm_params_read(int64_t **values);
-/* Copies every value of one array from mlcomm_params_read into another. */
-void mlcomm_params_copy(int64_t *dst, const int64_t *src);
+/* A copy of an array from mlcomm_params_read (NULL when out of memory). */
+int64_t *mlcomm_params_dup(const int64_t *src);
 /* p's value in an array from mlcomm_params_read. */
 int64_t mlcomm_param_at(const int64_t *values, const struct mlcomm_param *p);
 /* The value in force on comm. */

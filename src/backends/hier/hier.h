@@ -68,7 +68,7 @@ struct mlcomm_op hier_sub(const struct mlcomm_op *op, enum mlcomm_op_kind kind, 
                           void *recv, size_t count, int root);
 /* Advances the head's steps; true once every step is done (or one failed). */
 bool hier_run(struct hier_state *st, struct hier_op *ho);
-void hier_op_clear(struct hier_op *ho, bool aborting);
+void hier_op_clear(struct hier_op *ho);
 
 /* plan_*.c: the steps of one call; the call's op and alg are in ho->op. */
 mlcommResult_t hier_plan_allreduce(struct hier_state *st, struct hier_op *ho);

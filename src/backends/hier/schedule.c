@@ -91,14 +91,15 @@ static mlcommResult_t try_issue(struct hier_state *st, struct hier_op *ho, int i
 bool hier_run(struct hier_state *st, struct hier_op *ho) {
   for (bool moved = true; moved && ho->result == mlcommSuccess;) {
     moved = false;
-    bool blocked[2] = {false, false}; /* node, rail: an earlier step has not started */
+    /* node, rail: an earlier step has not started; local steps wait only for their dep */
+    bool blocked[3] = {false, false, false};
     for (int i = ho->next; i < ho->nsteps; i++) {
       struct hier_step *s = &ho->steps[i];
       if (!s->issued) {
-        bool *b = s->where == HIER_LOCAL ? &(bool){false} : &blocked[s->where];
+        bool *b = &blocked[s->where];
         ho->result = try_issue(st, ho, i, b);
         if (ho->result != mlcommSuccess) return true;
-        if (!s->issued) *b = true;
+        if (!s->issued && s->where != HIER_LOCAL) *b = true;
         moved = moved || s->issued;
       }
       if (s->issued && !s->done) {
@@ -118,10 +119,9 @@ bool hier_run(struct hier_state *st, struct hier_op *ho) {
   return ho->result != mlcommSuccess || ho->next == ho->nsteps;
 }
 
-void hier_op_clear(struct hier_op *ho, bool aborting) {
+void hier_op_clear(struct hier_op *ho) {
   /* Internal requests still in flight belong to the internal communicators now; an
    * abort or the failure that left them there tears those down (transport.c). */
-  (void)aborting;
   free(ho->steps);
   free(ho->tmp);
   memset(ho, 0, sizeof *ho);
