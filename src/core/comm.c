@@ -119,6 +119,25 @@ static void transports_abort(struct mlcomm_comm *comm) {
   comm->ntransports = 0;
 }
 
+/* Frees comm, already out of the registry (if it was in it). Aborting: every request
+ * fails and MPI's communicators stay (transports_abort); otherwise nothing is in
+ * flight and everything goes. */
+static void comm_teardown(struct mlcomm_comm *comm, bool aborting) {
+  if (aborting) {
+    /* Requests the caller holds handles to stay resolvable and report the abort. */
+    mlcomm_request_abandon_all(comm);
+    transports_abort(comm);
+  } else {
+    mlcomm_transports_fini(comm);
+    free_mpi_comms(comm);
+    if (comm->owns_user_comm) MPI_Comm_free(&comm->user_comm);
+  }
+  mlcomm_request_free_spares(comm);
+  free(comm->params);
+  comm->magic = 0;
+  free(comm);
+}
+
 /* Collective over mpi: the communicator proper, from resolved settings (params is
  * taken over). Takes ownership of mpi when owns_mpi; publish puts it in the registry
  * (a transport's internal communicators stay out of it: only their owner drives them). */
@@ -150,10 +169,7 @@ static mlcommResult_t comm_build(struct mlcomm_comm **out, MPI_Comm mpi, bool ow
   if (res == mlcommSuccess) res = mlcomm_transports_init(comm);
   res = agree(comm->coll_comm != MPI_COMM_NULL ? comm->coll_comm : mpi, res, fn);
   if (res != mlcommSuccess) {
-    mlcomm_transports_fini(comm);
-    free_mpi_comms(comm);
-    free(comm->params);
-    free(comm);
+    comm_teardown(comm, false); /* the caller keeps mpi: owns_user_comm is not set yet */
     return res;
   }
   comm->owns_user_comm = owns_mpi;
@@ -192,19 +208,7 @@ mlcommResult_t mlcomm_subcomm_create(struct mlcomm_comm *parent, MPI_Comm mpi, i
 }
 
 void mlcomm_subcomm_destroy(struct mlcomm_comm *sub, bool aborting) {
-  if (sub == NULL) return;
-  if (aborting) {
-    mlcomm_request_abandon_all(sub);
-    transports_abort(sub);
-  } else {
-    mlcomm_transports_fini(sub);
-    free_mpi_comms(sub);
-    if (sub->owns_user_comm) MPI_Comm_free(&sub->user_comm);
-  }
-  mlcomm_request_free_spares(sub);
-  free(sub->params);
-  sub->magic = 0;
-  free(sub);
+  if (sub) comm_teardown(sub, aborting);
 }
 
 MLCOMM_API mlcommResult_t mlcommCommInitFromMPI(mlcommComm_t *comm, MPI_Comm mpiComm,
@@ -266,13 +270,7 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm) {
                         "them, or call mlcommCommAbort",
                         fn, comm->nlive);
   registry_remove(comm);
-  mlcomm_transports_fini(comm);
-  free_mpi_comms(comm);
-  if (comm->owns_user_comm) MPI_Comm_free(&comm->user_comm);
-  mlcomm_request_free_spares(comm);
-  comm->magic = 0;
-  free(comm->params);
-  free(comm);
+  comm_teardown(comm, false);
   return mlcommSuccess;
 }
 
@@ -280,16 +278,8 @@ MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm) {
   static const char fn[] = "mlcommCommAbort";
   MLCOMM_CHECK(mlcomm_comm_check(comm, fn));
   registry_remove(comm);
-  /* Requests the caller holds handles to stay resolvable and report the abort; the
-   * rest go now. The duplicate MPI communicators are left to MPI, which may still own
-   * buffers of collectives in flight. */
-  mlcomm_request_abandon_all(comm);
-  transports_abort(comm);
   MLCOMM_INFO("comm %p aborted", (void *)comm);
-  mlcomm_request_free_spares(comm);
-  comm->magic = 0;
-  free(comm->params);
-  free(comm);
+  comm_teardown(comm, true);
   return mlcommSuccess;
 }
 
