@@ -428,14 +428,20 @@ static int mismatch_scenario(void)
             "MPI may hang or corrupt memory instead");
   const int odd = tc_nranks - 1;
   const double BOUND = 5.0; /* seconds; the timeout is 20 s */
+  /* The one-shot path keeps calls of up to 16 bytes in the arrive line with a packed
+   * signature instead of a descriptor: cases 3-5 check that path against itself and
+   * against the descriptor path. */
   static const char *const cases[] = {"a different count (small)", "a different count (large)",
-                                      "a different collective"};
-  for (int k = 0; k < 3; k++) {
+                                      "a different collective", "a different count (inline)",
+                                      "a different count (inline against small)",
+                                      "a different op (inline)"};
+  static const size_t counts[] = {10, 300000, 10, 2, 2, 3};
+  static const size_t odd_counts[] = {11, 300001, 10, 3, 10, 3};
+  for (int k = 0; k < 6; k++) {
     tc_section("rank %d calls %s", odd, cases[k]);
     mlcommComm_t c = make_comm(20000);
     if (c == MLCOMM_COMM_NULL) break;
-    size_t count = k == 1 ? 300000 : 10;
-    if (tc_rank == odd && k < 2) count += 1;
+    size_t count = tc_rank == odd ? odd_counts[k] : counts[k];
     /* Big enough for an AllGather of count + 1 from every rank; kept to the end. */
     size_t elems = (count + 1) * (size_t)tc_nranks;
     int32_t *send = calloc(elems, sizeof(int32_t)), *recv = calloc(elems, sizeof(int32_t));
@@ -443,7 +449,8 @@ static int mismatch_scenario(void)
     double t0 = ts_now();
     mlcommResult_t r = k == 2 && tc_rank == odd
                            ? mlcommAllGather(send, recv, count, mlcommInt32, c)
-                           : mlcommAllReduce(send, recv, count, mlcommInt32, mlcommSum, c);
+                           : mlcommAllReduce(send, recv, count, mlcommInt32,
+                                             k == 5 && tc_rank == odd ? mlcommMax : mlcommSum, c);
     double el = ts_now() - t0;
     const char *msg = mlcommGetLastError(c);
     uint64_t who = r == mlcommInvalidArgument ? callers(msg) : 0;

@@ -137,6 +137,7 @@ struct shm_op {
   size_t esize, bytes;     /* element size; this rank's payload bytes (send side) */
   size_t slice_elems;      /* elements per slice (per block for allgather/reduce-scatter) */
   bool small, direct, cma, published, checked, nt;
+  uint64_t sig;              /* inline one-shot ops: the call's signature (sync.c), else 0 */
   int pinned;                /* the algorithm a tune rule pinned (enum shm_alg), or -1 */
   uint64_t send_off, recv_off;
   int phase;
@@ -189,6 +190,11 @@ static inline void shm_store(struct shm_counter *c, uint64_t v) {
 /* True when every rank's counter (at field offset off in shm_ctl) is >= v. */
 bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v);
 #define SHM_ALL(st, field, v) shm_all_reached((st), offsetof(struct shm_ctl, field), (v))
+/* The signature of an inline one-shot call (the call's fields and the low bits of sseq,
+ * packed exactly, so two signatures are equal when the calls are); 0 when the call
+ * cannot go inline (its payload, or a root beyond 16 bits). */
+uint64_t shm_inline_sig(const struct shm_state *st, const struct mlcomm_op *op, uint64_t sseq,
+                        size_t payload);
 /* Publishes this rank's descriptor of o and its arrival (SHM_BLOCKED while a slow peer
  * still needs the descriptor slot). */
 enum shm_step shm_publish(struct shm_state *st, struct shm_op *o);
@@ -213,13 +219,25 @@ int64_t shm_proc_start_time(pid_t pid);
 
 /* Addresses */
 /* Where rank's one-shot payload of op sseq lies. Up to SHM_INLINE_BYTES it shares the
- * cache line of the rank's arrive counter (two halves, by parity), so a peer that sees
- * the arrival already holds the data: one cache-line transfer instead of two. */
-#define SHM_INLINE_BYTES 24
+ * cache line of the rank's arrive counter (two halves, by parity), beside the call's
+ * signature, so a peer that sees the arrival already holds the data and what was
+ * called: one cache-line transfer per rank and op, no descriptor. The line:
+ *   [arrive 8][sig 8 | payload 16][sig 8 | payload 16][seq 8]
+ * (parity 0, parity 1, and the communicator's sequence number of the latest arrival,
+ * for timeout reports). */
+#define SHM_INLINE_BYTES 16
+#define SHM_INLINE_HALF (sizeof(uint64_t) + SHM_INLINE_BYTES)
+static inline char *shm_inline_half(const struct shm_state *st, int rank, uint64_t sseq) {
+  return (char *)&st->ctls[rank]->arrive + sizeof(uint64_t) + (sseq & 1) * SHM_INLINE_HALF;
+}
+_Static_assert(2 * sizeof(uint64_t) + 2 * SHM_INLINE_HALF <= SHM_LINE,
+               "the arrive line holds the counter, two inline halves and a sequence number");
+static inline uint64_t *shm_arrive_seq(const struct shm_state *st, int rank) {
+  return (uint64_t *)((char *)&st->ctls[rank]->arrive + sizeof(uint64_t) + 2 * SHM_INLINE_HALF);
+}
 static inline char *shm_small_slot(const struct shm_state *st, int rank, uint64_t sseq,
                                    size_t payload) {
-  if (payload <= SHM_INLINE_BYTES)
-    return (char *)&st->ctls[rank]->arrive + sizeof(uint64_t) + (sseq & 1) * SHM_INLINE_BYTES;
+  if (payload <= SHM_INLINE_BYTES) return shm_inline_half(st, rank, sseq) + sizeof(uint64_t);
   return st->regions[rank] + st->lay.small_off + (sseq & 1) * st->lay.small_bytes;
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {

@@ -47,16 +47,51 @@ static bool reducing(int kind) {
          kind == MLCOMM_OP_REDUCESCATTER;
 }
 
+/* Signature bits, low to high: sseq 32 | root 16 | count 5 | redop 3 | dtype 4 | kind 3 |
+ * valid 1. Fields a kind ignores are zero, as check_desc ignores them. */
+uint64_t shm_inline_sig(const struct shm_state *st, const struct mlcomm_op *op, uint64_t sseq,
+                        size_t payload) {
+  (void)st;
+  bool barrier = op->kind == MLCOMM_OP_BARRIER;
+  uint64_t root = rooted(op->kind) ? (uint64_t)op->root : 0;
+  uint64_t count = barrier ? 0 : op->count, dtype = barrier ? 0 : (uint64_t)op->dtype;
+  uint64_t redop = reducing(op->kind) ? (uint64_t)op->redop : 0;
+  if (payload > SHM_INLINE_BYTES || root > 0xffff || count > 31) return 0;
+  return (sseq & 0xffffffffu) | root << 32 | count << 48 | redop << 53 | dtype << 56 |
+         (uint64_t)op->kind << 60 | 1ull << 63;
+}
+
+static uint64_t *sig_of(const struct shm_state *st, int rank, uint64_t sseq) {
+  return (uint64_t *)shm_inline_half(st, rank, sseq);
+}
+
 static void publish(struct shm_state *st, struct shm_op *o) {
   const struct mlcomm_op *op = o->op;
   struct shm_ctl *me = st->ctls[st->rank];
-  me->desc[o->sseq % SHM_DESC_RING] = (struct shm_desc){
-      .sseq = o->sseq, .seq = op->seq, .count = op->count, .kind = (int32_t)op->kind,
-      .dtype = (int32_t)op->dtype, .redop = (int32_t)op->redop, .root = op->root,
-      .send_off = o->send_off, .recv_off = o->recv_off,
-      .send_addr = (uint64_t)(uintptr_t)op->sendbuf, .recv_addr = (uint64_t)(uintptr_t)op->recvbuf};
+  if (o->sig) {
+    /* Same cache line as the arrival: peers read the call with the flag. */
+    *sig_of(st, st->rank, o->sseq) = o->sig;
+  } else {
+    me->desc[o->sseq % SHM_DESC_RING] = (struct shm_desc){
+        .sseq = o->sseq, .seq = op->seq, .count = op->count, .kind = (int32_t)op->kind,
+        .dtype = (int32_t)op->dtype, .redop = (int32_t)op->redop, .root = op->root,
+        .send_off = o->send_off, .recv_off = o->recv_off,
+        .send_addr = (uint64_t)(uintptr_t)op->sendbuf,
+        .recv_addr = (uint64_t)(uintptr_t)op->recvbuf};
+  }
+  *shm_arrive_seq(st, st->rank) = op->seq;
   shm_store(&me->arrive, o->sseq);
   o->published = true;
+}
+
+/* Rank j's call at op sseq from its inline signature, when it went inline there. */
+static bool peer_inline(const struct shm_state *st, int j, uint64_t sseq, struct shm_desc *d) {
+  uint64_t sig = *sig_of(st, j, sseq);
+  if (!(sig >> 63) || (sig & 0xffffffffu) != (sseq & 0xffffffffu)) return false;
+  *d = (struct shm_desc){.sseq = sseq, .root = (int32_t)(sig >> 32 & 0xffff),
+                         .count = sig >> 48 & 31, .redop = (int32_t)(sig >> 53 & 7),
+                         .dtype = (int32_t)(sig >> 56 & 15), .kind = (int32_t)(sig >> 60 & 7)};
+  return true;
 }
 
 static void describe_call(char *buf, size_t len, int kind, uint64_t count, int dtype, int redop,
@@ -71,11 +106,18 @@ static void describe_call(char *buf, size_t len, int kind, uint64_t count, int d
 /* Does rank j's call at this point match ours? */
 static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
   const struct mlcomm_op *op = o->op;
+  struct shm_desc inl;
   const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
-  bool same = d->kind == (int32_t)op->kind && (op->kind == MLCOMM_OP_BARRIER ||
-              (d->count == op->count && d->dtype == (int32_t)op->dtype)) &&
-              (!reducing(op->kind) || d->redop == (int32_t)op->redop) &&
-              (!rooted(op->kind) || d->root == op->root);
+  bool j_inline = peer_inline(st, j, o->sseq, &inl);
+  if (j_inline) d = &inl;
+  bool same;
+  if (o->sig || j_inline)
+    same = o->sig == *sig_of(st, j, o->sseq); /* both inline, or a mismatch */
+  else
+    same = d->kind == (int32_t)op->kind && (op->kind == MLCOMM_OP_BARRIER ||
+           (d->count == op->count && d->dtype == (int32_t)op->dtype)) &&
+           (!reducing(op->kind) || d->redop == (int32_t)op->redop) &&
+           (!rooted(op->kind) || d->root == op->root);
   if (same) return true;
   char theirs[160], ours[160];
   describe_call(theirs, sizeof theirs, d->kind, d->count, d->dtype, d->redop, d->root);
@@ -90,7 +132,7 @@ static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
 
 enum shm_step shm_publish(struct shm_state *st, struct shm_op *o) {
   if (o->published) return SHM_ADVANCED;
-  if (o->sseq > SHM_DESC_RING && st->all_arrived + SHM_DESC_RING - 1 < o->sseq &&
+  if (!o->sig && o->sseq > SHM_DESC_RING && st->all_arrived + SHM_DESC_RING - 1 < o->sseq &&
       !SHM_ALL(st, done, o->sseq - SHM_DESC_RING))
     return SHM_BLOCKED;
   publish(st, o);
@@ -194,10 +236,12 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
       mlcomm_append(buf, len, " (no collective on this communicator yet)");
       continue;
     }
-    const struct shm_desc *d = shm_peer_desc(st, r, a);
+    struct shm_desc inl;
+    const struct shm_desc *d = peer_inline(st, r, a, &inl) ? &inl : shm_peer_desc(st, r, a);
     bool fin = shm_load(&st->ctls[r]->done) >= a;
     mlcomm_append(buf, len, " (its last collective here: %s seq %llu, %s)",
-           mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind), (unsigned long long)d->seq,
+           mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind),
+           (unsigned long long)*shm_arrive_seq(st, r),
            fin ? "finished" : "still in it");
   }
   if (missing == 0)

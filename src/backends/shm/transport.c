@@ -125,6 +125,7 @@ static void plan(struct shm_state *st, struct shm_op *o) {
              (fits && (o->pinned < 0 || o->pinned == SHM_ALG_SMALL));
   o->user_op->alg = o->small ? SHM_ALG_SMALL : SHM_ALG_PIPELINE;
   o->send_off = o->recv_off = SHM_NO_OFF;
+  o->sig = o->small ? shm_inline_sig(st, op, o->sseq, payload) : 0;
   if (o->small) return;
   o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
   o->nslices = (op->count + o->slice_elems - 1) / o->slice_elems;
