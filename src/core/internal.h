@@ -80,6 +80,9 @@ struct mlcomm_comm {
   int nnodes;                /* nodes the comm spans */
   int node_ranks_min, node_ranks_max; /* ranks on the emptiest and fullest node */
   double spin_ms;            /* how long a wait spins before yielding (0: oversubscribed) */
+  /* Bumped by a transport whenever a pending call advanced (a slice moved): waits
+   * spin, rather than yield the CPU, while a long call is still moving. */
+  uint64_t progress_ticks;
   mlcommConfig_t config; /* resolved: no UNDEF fields */
   int64_t *params; /* every MLCOMM_PARAM's value, read at creation (core/params.h) */
   struct mlcomm_tinst transports[MLCOMM_MAX_TRANSPORTS];

@@ -355,7 +355,8 @@ mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatu
                         "%s was called inside mlcommGroupStart/End and starts at the "
                         "outermost mlcommGroupEnd; wait for it after that",
                         mlcomm_op_kind_name(req->op.kind));
-  double t0 = since_ms, next_serve = mlcomm_now_ms() + 10.0;
+  double t0 = since_ms, next_serve = mlcomm_now_ms() + 10.0, moved = t0;
+  uint64_t ticks = comm->progress_ticks;
   int timeout = comm->config.timeoutMs;
   for (uint64_t it = 0;; it++) {
     if (mlcomm_request_progress(req)) return complete(req, status);
@@ -366,7 +367,11 @@ mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatu
       next_serve = now + 1.0;
     }
     if (timeout > 0 && now - t0 >= timeout) return timed_out(req, now - t0, owned);
-    mlcomm_backoff(now - t0, comm->spin_ms);
+    /* The backoff counts from the last time the call advanced, not from its start: a
+     * 64 MiB allreduce that waits on its peer slice after slice must not yield the CPU
+     * (under load that hands it to another process for a whole time slice). */
+    if (comm->progress_ticks != ticks) ticks = comm->progress_ticks, moved = now;
+    mlcomm_backoff(now - moved, comm->spin_ms);
   }
 }
 

@@ -92,7 +92,9 @@ static void drive(struct shm_state *st) {
        * peers wait on its arrival, so waiting on our own GPU here is no different. */
       r = o->stage ? shm_stage_ready(st, o) : SHM_ADVANCED;
       if (r == SHM_BLOCKED) return;
+      uint64_t before = o->next_post + o->next_reduce + o->next_consume;
       if (r == SHM_ADVANCED) r = steps[o->op->kind](st, o);
+      if (o->next_post + o->next_reduce + o->next_consume != before) st->comm->progress_ticks++;
     }
     if (r == SHM_BLOCKED) {
       shm_check_peers(st);
