@@ -12,7 +12,13 @@ token + position embeddings; per layer a pre-norm causal self-attention and a GE
 the output head. Opset 17 (LayerNormalization). Built and checked with Debian's
 python3-onnx; weights are float32.
 
-usage: gpt2_export_onnx.py MODEL.bin OUT.onnx
+With --kv-cache the model also takes and gives each layer's attention keys and values,
+for generation a token at a time without recomputing the prefix:
+  inputs   past.L.key, past.L.value        float32 [B, NH, P, HS]  (P = 0 to start)
+  outputs  present.L.key, present.L.value  float32 [B, NH, P+T, HS]
+and input_ids holds the T positions after the P cached ones (P + T <= maxT).
+
+usage: gpt2_export_onnx.py [--kv-cache] MODEL.bin OUT.onnx
 """
 import sys
 
@@ -102,7 +108,7 @@ class Graph:
         return self.op('Mul', self.op('Mul', x, 'half'), self.op('Add', self.op('Tanh', u), 'one'))
 
 
-def build(cfg, p):
+def build(cfg, p, kv_cache=False):
     import onnx
     import onnx.numpy_helper
     g = Graph(onnx)
@@ -110,15 +116,21 @@ def build(cfg, p):
     HS = C // NH
     i64 = lambda name, v: g.const(name, np.array(v, dtype=np.int64))
     wte = g.const('wte', p['wte'][:V])  # rows past V are padding, never used
-    # T from the input, positions 0..T-1, and the causal mask's top-left T x T
+    # T new positions after P cached ones (P = 0 without a cache): positions P..P+T-1,
+    # and rows P..P+T-1, columns 0..P+T-1 of the causal mask
     T = g.op('Gather', g.op('Shape', 'input_ids'), i64('one_i', 1), axis=0)
-    T1 = g.op('Unsqueeze', T, i64('axis0', [0]))
-    pos = g.op('Range', i64('zero_i', 0), T, 'one_i')
+    P = (g.op('Gather', g.op('Shape', 'past.0.key'), i64('two_i', 2), axis=0) if kv_cache
+         else i64('zero_i', 0))
+    end = g.op('Add', P, T)
+    pos = g.op('Range', P, end, 'one_i')
     x = g.op('Add', g.op('Gather', wte, 'input_ids', axis=0),
              g.op('Gather', g.const('wpe', p['wpe']), pos, axis=0))
     causal = g.const('causal', np.tril(np.ones((maxT, maxT), dtype=bool)))
-    TT = g.op('Concat', T1, T1, axis=0)
-    mask = g.op('Slice', causal, i64('zeros2', [0, 0]), TT, i64('axes01', [0, 1]))
+    axis0 = i64('axis0', [0])
+    end1 = g.op('Unsqueeze', end, axis0)
+    starts = g.op('Concat', g.op('Unsqueeze', P, axis0), i64('zero_1d', [0]), axis=0)
+    mask = g.op('Slice', causal, starts, g.op('Concat', end1, end1, axis=0),
+                i64('axes01', [0, 1]))
     neg_inf = g.const('neg_inf', np.array(-np.inf, dtype=np.float32))
     scale = g.const('att_scale', np.array(1.0 / np.sqrt(HS), dtype=np.float32))
     heads = i64('heads_shape', [0, 0, NH, HS])
@@ -131,11 +143,16 @@ def build(cfg, p):
         g.n += 1
         q, k, v = (f'split_{g.n}_{j}' for j in range(3))
         g.nodes.append(g.h.make_node('Split', [qkv, split], [q, k, v], axis=-1))
-        # (B,T,C) -> (B,NH,T,HS); k as (B,NH,HS,T)
-        qh = g.op('Transpose', g.op('Reshape', q, heads), perm=[0, 2, 1, 3])
-        kh = g.op('Transpose', g.op('Reshape', k, heads), perm=[0, 2, 3, 1])
-        vh = g.op('Transpose', g.op('Reshape', v, heads), perm=[0, 2, 1, 3])
-        att = g.op('Mul', g.op('MatMul', qh, kh), scale)
+        # (B,T,C) -> (B,NH,T,HS); with a cache, keys and values follow the past ones
+        qh, kh, vh = (g.op('Transpose', g.op('Reshape', t, heads), perm=[0, 2, 1, 3])
+                      for t in (q, k, v))
+        if kv_cache:
+            for kind, new in (('key', kh), ('value', vh)):
+                g.nodes.append(g.h.make_node('Concat', [f'past.{l}.{kind}', new],
+                                             [f'present.{l}.{kind}'], axis=2))
+            kh, vh = f'present.{l}.key', f'present.{l}.value'
+        kt = g.op('Transpose', kh, perm=[0, 1, 3, 2])
+        att = g.op('Mul', g.op('MatMul', qh, kt), scale)
         att = g.op('Softmax', g.op('Where', mask, att, neg_inf), axis=-1)
         y = g.op('Reshape', g.op('Transpose', g.op('MatMul', att, vh), perm=[0, 2, 1, 3]), merged)
         x = g.op('Add', x, g.linear(y, p['attprojw'][l], p['attprojb'][l], n + '.attproj'))
@@ -144,11 +161,14 @@ def build(cfg, p):
         x = g.op('Add', x, g.linear(g.gelu(h), p['fcprojw'][l], p['fcprojb'][l], n + '.fcproj'))
     x = g.layernorm(x, p['lnfw'], p['lnfb'], 'lnf')
     g.nodes.append(g.h.make_node('MatMul', [x, g.op('Transpose', wte, perm=[1, 0])], ['logits']))
-    T_ = onnx.TensorProto
-    graph = g.h.make_graph(
-        g.nodes, 'gpt2',
-        [g.h.make_tensor_value_info('input_ids', T_.INT64, ['B', 'T'])],
-        [g.h.make_tensor_value_info('logits', T_.FLOAT, ['B', 'T', V])], g.inits)
+    T_, info = onnx.TensorProto, g.h.make_tensor_value_info
+    inputs = [info('input_ids', T_.INT64, ['B', 'T'])]
+    outputs = [info('logits', T_.FLOAT, ['B', 'T', V])]
+    for l in range(L if kv_cache else 0):
+        for kind in ('key', 'value'):
+            inputs.append(info(f'past.{l}.{kind}', T_.FLOAT, ['B', NH, 'P', HS]))
+            outputs.append(info(f'present.{l}.{kind}', T_.FLOAT, ['B', NH, 'P+T', HS]))
+    graph = g.h.make_graph(g.nodes, 'gpt2', inputs, outputs, g.inits)
     model = g.h.make_model(graph, producer_name='mlcomm gpt2_export_onnx',
                            opset_imports=[g.h.make_opsetid('', 17)])
     model.ir_version = 8  # what opset 17 needs; runtimes from 2022 on read it
@@ -157,20 +177,25 @@ def build(cfg, p):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] in ('-h', '--help'):
+    if len(argv) == 2 and argv[1] in ('-h', '--help'):
         print(__doc__.strip())
-        return 0 if len(argv) == 2 and argv[1] in ('-h', '--help') else 2
+        return 0
+    kv_cache = '--kv-cache' in argv
+    args = [a for a in argv[1:] if a != '--kv-cache']
+    if len(args) != 2 or args[0].startswith('-'):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     try:
         import onnx
     except ImportError:
         fail('the onnx module is missing (Debian: apt-get install python3-onnx)')
-    cfg, params = read_checkpoint(argv[1])
-    model = build(cfg, params)
+    cfg, params = read_checkpoint(args[0])
+    model = build(cfg, params, kv_cache)
     try:
-        onnx.save(model, argv[2])
+        onnx.save(model, args[1])
     except (OSError, ValueError) as e:
-        fail(f'cannot write {argv[2]}: {e}')
-    print(f'gpt2_export_onnx: {argv[2]}: L={cfg["L"]} NH={cfg["NH"]} C={cfg["C"]} '
+        fail(f'cannot write {args[1]}: {e}')
+    print(f'gpt2_export_onnx: {args[1]}{" (KV cache)" if kv_cache else ""}: L={cfg["L"]} NH={cfg["NH"]} C={cfg["C"]} '
           f'maxT={cfg["maxT"]} V={cfg["V"]}, {len(model.graph.node)} nodes')
     return 0
 
