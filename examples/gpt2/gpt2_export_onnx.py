@@ -190,6 +190,10 @@ def main(argv):
     except ImportError:
         fail('the onnx module is missing (Debian: apt-get install python3-onnx)')
     cfg, params = read_checkpoint(args[0])
+    nbytes = 4 * sum(a.size for a in params.values())
+    if nbytes > 2_000_000_000:  # one protobuf message holds at most 2 GiB
+        fail(f'{args[0]} has {nbytes / 1e9:.1f} GB of float32 weights; an ONNX file holds at '
+             'most 2 GB without external data, which this tool does not write')
     model = build(cfg, params, kv_cache)
     try:
         onnx.save(model, args[1])
