@@ -19,6 +19,7 @@
 #endif
 
 #include "engine.h"
+#include "models.h"
 #include "sampler.h"
 #include "settings.h"
 #include "wasi_nn_abi.h"
@@ -55,6 +56,7 @@ typedef struct {
   int n_ctxs, max_ctxs;
   tp_world world;
   int world_ready;
+  model_table models; /* the names a guest may load (models.h) */
 } backend;
 
 static wasi_nn_error report(wasi_nn_error rc, const char *fmt, ...) {
@@ -91,6 +93,11 @@ WASI_NN_EXPORT wasi_nn_error init_backend(void **ctx) {
     return report(missing_memory, "out of memory for the backend context");
   }
   b->world = (tp_world){0, 1, NULL};
+  char err[512];
+  if (model_table_init(&b->models, err, sizeof err) != 0) {
+    free(b->graphs), free(b->ctxs), free(b);
+    return report(runtime_error, "%s", err);
+  }
   *ctx = b;
   return success;
 }
@@ -107,6 +114,7 @@ WASI_NN_EXPORT wasi_nn_error deinit_backend(void *ctx) {
   for (int i = 0; i < b->n_ctxs; i++) exec_free(&b->ctxs[i]);
   for (int i = 0; i < b->n_graphs; i++) engine_free(b->graphs[i].e);
   tp_world_free(&b->world);
+  model_table_free(&b->models);
   free(b->ctxs), free(b->graphs), free(b);
   return success;
 }
@@ -127,8 +135,10 @@ static wasi_nn_error add_graph(backend *b, const char *model, const char *cfg_js
   char tok[PATH_MAX + 32];
   if (tok_override) {
     snprintf(tok, sizeof tok, "%s", tok_override);
-  } else if (s.tokenizer[0]) {
-    snprintf(tok, sizeof tok, "%s", s.tokenizer);
+  } else if (s.tokenizer[0]) { /* a guest's name, like the model's */
+    wasi_nn_error rc = model_resolve(&b->models, s.tokenizer, "tokenizer", tok, sizeof tok, err,
+                                     sizeof err);
+    if (rc != success) return report(rc, "%s", err);
   } else { /* beside the model: tokenizer.bin, or llm.c's gpt2_tokenizer.bin */
     const char *slash = strrchr(model, '/');
     int dir = slash ? (int)(slash - model + 1) : 0;
@@ -175,7 +185,13 @@ WASI_NN_EXPORT wasi_nn_error load_by_name_with_config(void *ctx, const char *nam
   if (!path)
     return report(invalid_argument, "load_by_name: the model name (%u bytes) must be a path of 1 "
                 "to %d bytes without NUL", namelen, PATH_MAX - 1);
-  wasi_nn_error rc = add_graph(b, path, config_len ? config : NULL, config_len, NULL, g);
+  char host_path[PATH_MAX], err[768];
+  wasi_nn_error rc = model_resolve(&b->models, path, "model", host_path, sizeof host_path, err,
+                                   sizeof err);
+  if (rc == success)
+    rc = add_graph(b, host_path, config_len ? config : NULL, config_len, NULL, g);
+  else
+    report(rc, "load_by_name: %s", err);
   free(path);
   return rc;
 }
@@ -209,6 +225,10 @@ WASI_NN_EXPORT wasi_nn_error load(void *ctx, graph_builder_array *builder,
   backend *b = ctx;
   if (!b || !g || !builder || (!builder->buf && builder->size))
     return report(invalid_argument, "load: a NULL context, graph or builder pointer");
+  if (encoding == onnx)
+    return report(invalid_encoding, "load: encoding onnx (1): this backend runs llm.c GPT-2 "
+                "checkpoints only; an ONNX export (examples/gpt2/gpt2_export_onnx.py) is for "
+                "runtimes with an ONNX backend");
   if (encoding != ggml && encoding != autodetect)
     return report(invalid_encoding, "load: encoding %d is not ggml (5) or autodetect (6), the "
                 "ones this GPT-2 backend answers", (int)encoding);

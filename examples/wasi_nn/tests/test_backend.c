@@ -28,7 +28,10 @@ static int failures;
 static wasi_nn_table B; /* the entry points, found as a runtime finds them */
 
 static char dir[] = "/tmp/wasi-nn-test-XXXXXX";
-static char model_path[256], tok_path[256], nested_model[256];
+/* files, and the names a guest gives for them (relative to WASI_NN_GPT2_MODEL_DIR) */
+static char model_file[256], tok_file[256], nested_file[256];
+static const char *model_path = "model.bin", *tok_path = "tokenizer.bin",
+                  *nested_model = "alone/model_bf16.bin";
 
 static wasi_nn_error load_cfg(void *ctx, const char *path, const char *cfg, graph *g) {
   return B.load_by_name_with_config(ctx, path, (uint32_t)strlen(path), cfg,
@@ -113,9 +116,11 @@ int main(int argc, char **argv) {
 
   /* a small random GPT-2 with the real vocabulary, and its tokenizer beside it */
   if (!mkdtemp(dir)) abort();
-  snprintf(model_path, sizeof model_path, "%s/model.bin", dir);
-  snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", dir);
-  snprintf(nested_model, sizeof nested_model, "%s/alone/model_bf16.bin", dir);
+  snprintf(model_file, sizeof model_file, "%s/%s", dir, model_path);
+  snprintf(tok_file, sizeof tok_file, "%s/%s", dir, tok_path);
+  snprintf(nested_file, sizeof nested_file, "%s/%s", dir, nested_model);
+  setenv("WASI_NN_GPT2_MODEL_DIR", dir, 1); /* the host offers the models in dir */
+  unsetenv("WASI_NN_GPT2_MODELS");
   char err[256], cmd[1024];
   gpt2_config cfg = {32, 50257, gpt2_padded_vocab(50257), 2, 4, 32};
   gpt2_model m;
@@ -123,15 +128,15 @@ int main(int argc, char **argv) {
   m.params = malloc(m.layout.num_params * sizeof(float));
   gpt2_init_params(&m, 7);
   gpt2_tokenizer *tok;
-  if (gpt2_checkpoint_write(model_path, &m, GPT2_CHECKPOINT_FP32, err, sizeof err) != 0 ||
+  if (gpt2_checkpoint_write(model_file, &m, GPT2_CHECKPOINT_FP32, err, sizeof err) != 0 ||
       gpt2_tokenizer_load(&tok, argv[2], err, sizeof err) != 0 ||
-      gpt2_tokenizer_save(tok, tok_path, err, sizeof err) != 0) {
+      gpt2_tokenizer_save(tok, tok_file, err, sizeof err) != 0) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
   snprintf(cmd, sizeof cmd, "mkdir -p %s/alone", dir);
   if (system(cmd) != 0) abort();
-  if (gpt2_checkpoint_write(nested_model, &m, GPT2_CHECKPOINT_BF16, err, sizeof err) != 0) abort();
+  if (gpt2_checkpoint_write(nested_file, &m, GPT2_CHECKPOINT_BF16, err, sizeof err) != 0) abort();
   gpt2_encoder *enc;
   if (gpt2_encoder_new(&enc, tok, err, sizeof err) != 0) abort();
 
@@ -145,7 +150,7 @@ int main(int argc, char **argv) {
   CHECK(B.init_backend(NULL) == invalid_argument);
   CHECK(B.deinit_backend(NULL) == invalid_argument);
   CHECK(B.init_backend(&ctx) == success && ctx);
-  CHECK(load_cfg(ctx, "/nonexistent/model.bin", NULL, &g) == model_not_found);
+  CHECK(load_cfg(ctx, "nonexistent/model.bin", NULL, &g) == model_not_found);
   CHECK(B.load_by_name(ctx, model_path, 0, &g) == invalid_argument);
   CHECK(B.load_by_name(ctx, NULL, 5, &g) == invalid_argument);
   CHECK(B.load_by_name(ctx, model_path, (uint32_t)strlen(model_path), NULL) == invalid_argument);
@@ -160,7 +165,7 @@ int main(int argc, char **argv) {
       "{\"top-k\": -1}", "{\"repeat-penalty\": 0}", "{\"seed\": -2}", "{\"seed\": 4294967296}",
       "{\"reverse-prompt\": 5}", "{\"reverse-prompt\": [\"a\", 1]}", "{\"reverse-prompt\": \"\"}",
       "{\"enable-log\": 1}", "{\"threads\": 5000}", "{\"n-gpu-layers\": 10}", "{\"colour\": 1}",
-      "{\"ctx-size\": 33}", "{\"tokenizer\": \"/nonexistent/tok.bin\"}", "{\"tokenizer\": 3}"};
+      "{\"ctx-size\": 33}", "{\"tokenizer\": \"nonexistent/tok.bin\"}", "{\"tokenizer\": 3}"};
   for (size_t i = 0; i < sizeof bad_cfgs / sizeof *bad_cfgs; i++) {
     wasi_nn_error rc = load_cfg(ctx, model_path, bad_cfgs[i], &g);
     if (rc == success) fprintf(stderr, "accepted: %s\n", bad_cfgs[i]);
@@ -273,7 +278,7 @@ int main(int argc, char **argv) {
 
   /* ---- load() from bytes: checkpoint + tokenizer (+ config) */
   uint32_t msize, tsize;
-  uint8_t *mbytes = read_all(model_path, &msize), *tbytes = read_all(tok_path, &tsize);
+  uint8_t *mbytes = read_all(model_file, &msize), *tbytes = read_all(tok_file, &tsize);
   const char *lcfg = "{\"n-predict\": 12, \"temp\": 0, \"repeat-penalty\": 1}";
   graph_builder gb[3] = {{mbytes, msize}, {tbytes, tsize}, {(uint8_t *)lcfg, (uint32_t)strlen(lcfg)}};
   graph_builder_array arr = {gb, 3};
@@ -325,6 +330,38 @@ int main(int argc, char **argv) {
     }
     CHECK(B.deinit_backend(c2) == success);
   }
+
+  /* ---- names: the guest reaches only the models the host offers */
+  snprintf(cmd, sizeof cmd, "ln -s %s %s/inside.bin && ln -s %s %s/outside.bin && mkdir %s/sub",
+           model_file, dir, argv[2], dir, dir);
+  if (system(cmd) != 0) abort();
+  void *c3;
+  CHECK(B.init_backend(&c3) == success);
+  CHECK(load_cfg(c3, "inside.bin", NULL, &g) == success);      /* a symlink that stays in */
+  CHECK(load_cfg(c3, "outside.bin", NULL, &g) == invalid_argument); /* one that leaves */
+  CHECK(load_cfg(c3, "../model.bin", NULL, &g) == invalid_argument);
+  CHECK(load_cfg(c3, "sub/../model.bin", NULL, &g) == invalid_argument);
+  CHECK(load_cfg(c3, model_file, NULL, &g) == invalid_argument); /* absolute, even inside */
+  CHECK(load_cfg(c3, "/etc/passwd", NULL, &g) == invalid_argument);
+  CHECK(load_cfg(c3, "model.bin", "{\"tokenizer\": \"../tokenizer.bin\"}", &g) ==
+        invalid_argument);
+  CHECK(load_cfg(c3, "model.bin", "{\"tokenizer\": \"outside.bin\"}", &g) == invalid_argument);
+  CHECK(B.deinit_backend(c3) == success);
+  char table[600];
+  snprintf(table, sizeof table, "gpt=%s,tok=%s", model_file, tok_file);
+  setenv("WASI_NN_GPT2_MODELS", table, 1);
+  unsetenv("WASI_NN_GPT2_MODEL_DIR");
+  CHECK(B.init_backend(&c3) == success);
+  CHECK(load_cfg(c3, "gpt", "{\"tokenizer\": \"tok\"}", &g) == success);
+  CHECK(load_cfg(c3, "model.bin", NULL, &g) == model_not_found); /* no directory offered */
+  CHECK(load_cfg(c3, model_file, NULL, &g) == model_not_found);
+  CHECK(B.deinit_backend(c3) == success);
+  setenv("WASI_NN_GPT2_MODELS", "gpt", 1); /* not name=path */
+  CHECK(B.init_backend(&c3) == runtime_error);
+  unsetenv("WASI_NN_GPT2_MODELS");
+  setenv("WASI_NN_GPT2_MODEL_DIR", "/nonexistent-models", 1);
+  CHECK(B.init_backend(&c3) == runtime_error);
+  unsetenv("WASI_NN_GPT2_MODEL_DIR");
 
   free(mbytes), free(tbytes), free(m.params);
   gpt2_encoder_free(enc);

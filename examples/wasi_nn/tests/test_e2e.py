@@ -50,7 +50,7 @@ shutil.copy(tok, os.path.join(tmp, 'tokenizer.bin'))
 
 prompt = 'A real programmer'
 cfg = '{"n-predict": 40, "temp": 0, "repeat-penalty": 1.0}'
-host = [o.node, o.runner, '--backend', o.backend, '--bridge', o.bridge]
+host = [o.node, o.runner, '--backend', o.backend, '--bridge', o.bridge, '--model-dir', tmp]
 for name in ['model.bin', 'fresh.bin']:
     want = subprocess.run([o.native, os.path.join(tmp, name), tok, prompt, '40'], check=True,
                           env=env, capture_output=True, text=True).stdout
@@ -59,6 +59,8 @@ for name in ['model.bin', 'fresh.bin']:
     check(r.returncode == 0, f'generate {name} exited {r.returncode}: {r.stderr}')
     text, _, counts = r.stdout.rstrip('\n').rpartition('\n')
     check(text + '\n' == want, f'{name}: guest text {text!r} != native {want!r}')
+    if name == 'model.bin':
+        first_text = text
     check(counts.startswith('{"input_tokens":') and '"output_tokens":' in counts,
           'counts: ' + counts)
 
@@ -66,7 +68,7 @@ for name in ['model.bin', 'fresh.bin']:
     sh = 'exec "$@" > out.$OMPI_COMM_WORLD_RANK'
     r = subprocess.run([o.mpirun, '-np', '2', '--oversubscribe', '--allow-run-as-root', '--mca',
                         'btl', '^openib', 'sh', '-c', sh, 'sh'] + host +
-                       [o.generate, name, prompt, cfg], env=env, cwd=tmp,
+                       ['--every-rank', o.generate, name, prompt, cfg], env=env, cwd=tmp,
                        capture_output=True, text=True, timeout=120)
     check(r.returncode == 0, f'mpirun -np 2 exited {r.returncode}: {r.stderr[-2000:]}')
     for rank in range(2):
@@ -85,6 +87,32 @@ r = subprocess.run(host + [o.generate, 'model.bin', prompt, '{"temp": "x"}'], en
                    cwd=tmp, capture_output=True, text=True)
 check(r.returncode == 1 and '"temp"' in r.stderr and 'error 1)' in r.stderr, 'bad config: ' + r.stderr)
 
+# the guest reaches only what the host offers: no host path, no escape from --model-dir
+os.symlink(tok, os.path.join(tmp, 'escape.bin'))
+for name, code in [('../model.bin', 1), ('/etc/passwd', 1), ('escape.bin', 1)]:
+    r = subprocess.run(host + [o.generate, name, prompt], env=env, cwd=tmp, capture_output=True,
+                       text=True)
+    check(r.returncode == 1 and f'error {code})' in r.stderr and 'wasi-nn gpt2:' in r.stderr,
+          f'name {name}: ' + r.stderr)
+r = subprocess.run([o.node, o.runner, '--backend', o.backend, '--bridge', o.bridge,
+                    '--models', 'gpt=' + os.path.join(tmp, 'model.bin'), o.generate, 'gpt',
+                    prompt, cfg], env=env, cwd='/', capture_output=True, text=True)
+check(r.returncode == 0 and r.stdout.startswith(first_text), '--models gpt=...: ' + r.stderr)
+r = subprocess.run([o.node, o.runner, '--backend', o.backend, '--bridge', o.bridge, o.generate,
+                    os.path.join(tmp, 'model.bin'), prompt], env=env, cwd=tmp,
+                   capture_output=True, text=True)
+check(r.returncode == 1 and 'error 103' in r.stderr, 'no models offered: ' + r.stderr)
+
+# under mpirun only rank 0 prints unless --every-rank
+r = subprocess.run([o.mpirun, '-np', '2', '--oversubscribe', '--allow-run-as-root', '--mca',
+                    'btl', '^openib', 'sh', '-c', 'exec "$@" > only.$OMPI_COMM_WORLD_RANK', 'sh']
+                   + host + [o.generate, 'model.bin', prompt, cfg], env=env, cwd=tmp,
+                   capture_output=True, text=True, timeout=120)
+outs = [open(os.path.join(tmp, f'only.{k}')).read() if os.path.exists(os.path.join(tmp, f'only.{k}'))
+        else None for k in range(2)]
+check(r.returncode == 0 and outs[0] and outs[0].startswith(first_text) and outs[1] == '',
+      f'rank 0 only: {outs!r} {r.stderr[-1000:]}')
+
 # chat: one session across turns; the second turn reuses the first's cache
 r = subprocess.run(host + [o.chat, 'model.bin', '{"n-predict": 12, "temp": 0, "enable-log": true}'],
                    env=env, cwd=tmp, input='Hello\nWhat is a hacker?\n', capture_output=True,
@@ -102,7 +130,7 @@ with open(os.path.join(tmp, 'turns.txt'), 'w') as f:
 r = subprocess.run([o.mpirun, '-np', '2', '--oversubscribe', '--allow-run-as-root', '--mca',
                     'btl', '^openib', 'sh', '-c',
                     'exec "$@" < turns.txt > chat.$OMPI_COMM_WORLD_RANK', 'sh']
-                   + host + [o.chat, 'model.bin', '{"n-predict": 12, "temp": 0}'],
+                   + host + ['--every-rank', o.chat, 'model.bin', '{"n-predict": 12, "temp": 0}'],
                    env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
 check(r.returncode == 0, f'chat under mpirun -np 2 exited {r.returncode}: {r.stderr[-2000:]}')
 for rank in range(2):

@@ -76,8 +76,9 @@ int main(int argc, char **argv) {
   graph_execution_context x;
   const char *c = "{\"n-predict\": 40, \"temp\": 0, \"repeat-penalty\": 1}";
   int fails = 0;
+  setenv("WASI_NN_GPT2_MODEL_DIR", dir, 1); /* the host offers its models by name */
   fails += init_backend(&ctx) != success;
-  fails += load_by_name_with_config(ctx, model, (uint32_t)strlen(model), c, (uint32_t)strlen(c), &g) != success;
+  fails += load_by_name_with_config(ctx, "model.bin", 9, c, (uint32_t)strlen(c), &g) != success;
   fails += init_execution_context(ctx, g, &x) != success;
   uint32_t dim = 1, len = 0;
   tensor_dimensions d = {&dim, 1};
