@@ -22,7 +22,7 @@
 #include "collectives/reduce.h"
 
 /* Below this (per rank), with CMA, allreduce goes direct: owners fetch and write peers. */
-MLCOMM_PARAM(ShmCmaAllreduceBytes, "MLCOMM_SHM_CMA_ALLREDUCE_BYTES", 4 << 20, 0, INT64_MAX);
+MLCOMM_PARAM(ShmCmaAllreduceBytes, "MLCOMM_SHM_CMA_ALLREDUCE_BYTES", 0, 0, INT64_MAX);
 
 const char *shm_input(const struct shm_state *st, const struct shm_op *o, int j, uint64_t e,
                       size_t elem) {
