@@ -71,7 +71,9 @@ mlcommResult_t mlcomm_enqueue(struct mlcomm_comm *comm, const char *fn, struct m
     return mlcommSuccess;
   }
   if (!empty) {
+    comm->waiting = async_out == NULL;
     mlcommResult_t res = mlcomm_request_start(req);
+    comm->waiting = false;
     if (res != mlcommSuccess) {
       if (async_out) *async_out = MLCOMM_REQUEST_NULL;
       mlcomm_request_release(req);

@@ -83,6 +83,9 @@ struct mlcomm_comm {
   /* Bumped by a transport whenever a pending call advanced (a slice moved): waits
    * spin, rather than yield the CPU, while a long call is still moving. */
   uint64_t progress_ticks;
+  /* True while a thread is inside a blocking call or wait on this communicator:
+   * transports may then spin briefly on a peer's flag instead of returning at once. */
+  bool waiting;
   mlcommConfig_t config; /* resolved: no UNDEF fields */
   int64_t *params; /* every MLCOMM_PARAM's value, read at creation (core/params.h) */
   struct mlcomm_tinst transports[MLCOMM_MAX_TRANSPORTS];

@@ -339,11 +339,16 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
 
 mlcommResult_t mlcomm_request_wait(struct mlcomm_request *req, mlcommStatus_t *status,
                                    bool owned) {
+  struct mlcomm_comm *comm = req->comm;
+  if (comm == NULL) return complete(req, status);
   /* A small call often completes in its start or first poll: no clock read for it
    * (two reads were a tenth of an 8-byte shm allreduce). */
-  if (req->comm && req->state == MLCOMM_REQ_ACTIVE && mlcomm_request_progress(req))
-    return complete(req, status);
-  return mlcomm_request_wait_since(req, status, owned, mlcomm_now_ms());
+  comm->waiting = true;
+  bool done = req->state == MLCOMM_REQ_ACTIVE && mlcomm_request_progress(req);
+  mlcommResult_t res = done ? complete(req, status)
+                            : mlcomm_request_wait_since(req, status, owned, mlcomm_now_ms());
+  comm->waiting = false;
+  return res;
 }
 
 mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatus_t *status,

@@ -139,10 +139,23 @@ enum shm_step shm_publish(struct shm_state *st, struct shm_op *o) {
   return SHM_ADVANCED;
 }
 
+static bool arrived(const struct shm_state *st, const struct shm_op *o, int who) {
+  return who >= 0 ? shm_load(&st->ctls[who]->arrive) >= o->sseq : SHM_ALL(st, arrive, o->sseq);
+}
+
+/* A one-shot call inside a blocking wait polls its peers' lines in a tight loop for a
+ * few microseconds before going back through the request layer, whose round trip
+ * (progress, clock, timeout and liveness checks) is slower than the peer's arrival
+ * often is. Not when oversubscribed: the peer may need this CPU. */
+#define SHM_SPIN_POLLS 4096
+
 enum shm_step shm_await(struct shm_state *st, struct shm_op *o, int who) {
   if (o->checked) return SHM_ADVANCED;
-  if (who >= 0 ? shm_load(&st->ctls[who]->arrive) < o->sseq : !SHM_ALL(st, arrive, o->sseq))
-    return SHM_BLOCKED;
+  if (!arrived(st, o, who)) {
+    if (!o->small || !st->comm->waiting || st->oversubscribed) return SHM_BLOCKED;
+    for (int k = 0; !arrived(st, o, who); k++)
+      if (k == SHM_SPIN_POLLS) return SHM_BLOCKED;
+  }
   for (int j = 0; j < st->n; j++)
     if (j != st->rank && (who < 0 || j == who) && !check_desc(st, o, j)) return SHM_FAILED;
   o->checked = true;
