@@ -28,8 +28,10 @@
 #include <omp.h>
 #endif
 
+#include "dashboard.h"
 #include "dataloader.h"
 #include "gpt2.h"
+#include "heartbeat.h"
 #include "options.h"
 #include "report.h"
 #include "sample.h"
@@ -59,6 +61,8 @@ typedef struct {
   char ckpt[4096];
   char source[4200];
   char metrics[4096], plot[4096];
+  heartbeat hb;   /* this rank's, rewritten after every step */
+  dashboard dash; /* rank 0, with --dashboard */
 } trainer;
 
 static double now(void) {
@@ -189,6 +193,9 @@ static int setup(trainer *t, char *err) {
   snprintf(t->plot, sizeof t->plot, "%s", o->plot ? o->plot : "");
   if (!o->plot) snprintf(t->plot, sizeof t->plot, "%s/loss.png", o->out_dir);
   if ((!o->metrics || !o->plot) && state_make_dirs(o->out_dir, err, ERRLEN) != 0) return -1;
+  /* steps after the checkpoint that an interrupted run had logged are run again */
+  if (o->resume && metrics_trim(t->metrics, t->start_step, err, ERRLEN) != 0) return -1;
+  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, t->start_step);
   return report_open(&t->rep, t->metrics, o->resume != NULL, err, ERRLEN);
 }
 
@@ -264,12 +271,25 @@ static int checkpoint(trainer *t, long step, char *err) {
   return 0;
 }
 
+/* The heartbeat is for watchers: a rank that cannot write it trains on. */
+static void beat(trainer *t, long step) {
+  char why[ERRLEN];
+  t->hb.step = step;
+  t->hb.steps = t->o.steps;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  t->hb.time = ts.tv_sec + ts.tv_nsec * 1e-9;
+  if (heartbeat_write(t->o.out_dir, &t->hb, why, sizeof why) != 0 && step == t->start_step)
+    fprintf(stderr, "train_gpt2: note (rank %d): no heartbeat: %s\n", t->rank, why);
+}
+
 static int train(trainer *t, char *err) {
   const train_options *o = &t->o;
   const long steps = o->steps, tokens = (long)o->B * o->T * t->nranks;
   const gpt2_adamw opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   gpt2_grad_hook hook = sync_grad_hook(&t->sync);
 
+  beat(t, t->start_step);
   if (t->start_step == 0 && t->val && o->val_every > 0 && validate(t, 0, err) != 0) return -1;
   for (long step = t->start_step + 1; step <= steps; step++) {
     double t0 = now();
@@ -292,6 +312,10 @@ static int train(trainer *t, char *err) {
     double dt = now() - t0;
     if (t->rank == 0)
       report_step(&t->rep, step, steps, vals[0], dt, t->sync.comm_seconds, tokens, outer);
+    beat(t, step);
+    if (t->rank == 0 && o->dashboard)
+      dashboard_step(&t->dash, &(dash_step){step, steps, vals[0], dt, t->sync.comm_seconds, tokens,
+                                            step == steps ? "done" : "running"});
 
     if (t->val && o->val_every > 0 && (step % o->val_every == 0 || step == steps) &&
         validate(t, step, err) != 0)
@@ -362,6 +386,11 @@ int main(int argc, char **argv) {
   }
   mlcommCommRank(t.comm, &t.rank);
   mlcommCommCount(t.comm, &t.nranks);
+  t.hb = (heartbeat){.rank = t.rank, .pid = (int)getpid(), .restarts = heartbeat_restarts()};
+  gethostname(t.hb.host, sizeof t.hb.host - 1);
+  mlcommConfig_t hb_cfg = MLCOMM_CONFIG_INITIALIZER;
+  mlcommCommGetConfig(t.comm, &hb_cfg);
+  snprintf(t.hb.transport, sizeof t.hb.transport, "%s", transport_name(hb_cfg.transport));
 
   int failed = agreed_failure(&t, setup(&t, err) != 0, err);
   if (!failed) {

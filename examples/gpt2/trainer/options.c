@@ -49,7 +49,10 @@ static const char usage[] =
     "checkpoints\n"
     "      --checkpoint-every N  write DIR/step_NNNNNNNN every N steps and at the end, 0 = never "
     "[0]\n"
-    "      --resume DIR        continue from a checkpoint (DIR/latest, or a step_ directory)\n";
+    "      --resume DIR        continue from a checkpoint (DIR/latest, or a step_ directory)\n"
+    "live view\n"
+    "      --dashboard[=MODE]  rank 0 redraws one screen per step: auto | screen | plain [auto:\n"
+    "                          a screen when stdout is a terminal, else one line per step]\n";
 
 enum {
   OPT_SHUFFLE = 1000,
@@ -77,6 +80,7 @@ enum {
   OPT_CKPT_EVERY,
   OPT_RESUME,
   OPT_SAVE,
+  OPT_DASHBOARD,
 };
 
 static const struct option long_options[] = {
@@ -114,6 +118,7 @@ static const struct option long_options[] = {
     {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
     {"resume", required_argument, 0, OPT_RESUME},
     {"save", required_argument, 0, OPT_SAVE},
+    {"dashboard", optional_argument, 0, OPT_DASHBOARD},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -324,6 +329,12 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
         break;
       case OPT_SAVE:
         o->save = a;
+        break;
+      case OPT_DASHBOARD: /* dash_mode: 1 auto, 2 screen, 3 plain */
+        if (a == NULL || strcmp(a, "auto") == 0) o->dashboard = 1;
+        else if (strcmp(a, "screen") == 0) o->dashboard = 2;
+        else if (strcmp(a, "plain") == 0) o->dashboard = 3;
+        else snprintf(err, errlen, "--dashboard=%s: expected auto, screen or plain", a), rc = -1;
         break;
       case 'h':
         if (rank == 0) fputs(usage, stdout);
