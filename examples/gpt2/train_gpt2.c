@@ -200,6 +200,7 @@ static int setup(trainer *t, char *err) {
 }
 
 static void teardown(trainer *t) {
+  if (t->o.dashboard && t->rank == 0) dashboard_close(&t->dash);
   if (t->have_sampler) sampler_close(&t->smp);
   report_close(&t->rep);
   free(t->inputs);

@@ -17,8 +17,10 @@ CASE is one of
              refused with a sentence
   dashboard  under tmux (a shell, send-keys, capture-pane): --dashboard draws the
              screen (status, a row per rank from the heartbeats, the loss sparkline,
-             tokens/s, comm share, ETA) while the run goes and "status: done" at the
-             end; with stdout in a file it writes plain lines without escape codes
+             tokens/s, comm share, ETA) while the run goes; with rank 1 stopped by
+             SIGSTOP for a while, "waiting: rank 1 silent for N s" while rank 0 waits;
+             "status: done" at the end; with stdout in a file, plain lines without
+             escape codes
 Exit status: 0 pass, 1 fail, 77 skipped (the reason printed).
 """
 import argparse
@@ -204,18 +206,31 @@ def case_dashboard(a, d):
     try:
         # the marker is spelled apart on the command line, so only its output matches
         tmux("send-keys", "-t", "dash", "%s %s; echo EXIT\"\"=$?" % (env, cmd), "Enter")
-        mid = done = ""
+        mid = done = stalled = ""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             screen = tmux("capture-pane", "-p", "-t", "dash")
             if "status: running" in screen and "rank" in screen and not mid:
                 mid = screen
+                # rank 1 stops (SIGSTOP): rank 0 waits for it, and the screen must say so
+                hb = read_heartbeat(out, 1)
+                if check(hb, "rank 1 has no heartbeat"):
+                    os.kill(int(hb["pid"]), signal.SIGSTOP)
+                    t_stop = time.monotonic()
+                    while time.monotonic() - t_stop < 10 and not stalled:
+                        screen = tmux("capture-pane", "-p", "-t", "dash")
+                        if "waiting: rank 1 silent for" in screen:
+                            stalled = screen
+                        time.sleep(0.1)
+                    os.kill(int(hb["pid"]), signal.SIGCONT)
             if re.search(r"^EXIT=\d+", screen, re.M):
                 done = screen
                 break
             time.sleep(0.05)
-        print("--- the screen while running:\n%s\n--- at the end:\n%s" % (mid, done))
+        print("--- the screen while running:\n%s\n--- while rank 1 was stopped:\n%s\n"
+              "--- at the end:\n%s" % (mid, stalled, done))
         check(mid, "no screen with 'status: running' was seen")
+        check(stalled, "with rank 1 stopped, the screen never said 'waiting: rank 1 silent for'")
         check("EXIT=0" in done and "status: done" in done and "step %d/%d" % (STEPS, STEPS) in done,
               "the final screen does not say done")
         for screen in (mid, done):

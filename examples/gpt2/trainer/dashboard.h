@@ -1,10 +1,15 @@
 /* dashboard.h - train_gpt2 --dashboard: one terminal screen on rank 0, redrawn as the
  * run goes (plain ANSI: home, clear, lines), with the status, a table of every rank
  * from its heartbeat (host, transport, step, last heartbeat, restarts), a sparkline of
- * the loss, tokens/s, the communication share and the ETA. When stdout is not a
+ * the loss, tokens/s, the communication share and the ETA. A thread of its own redraws
+ * it after each step and every second, so that while rank 0 waits for a rank that
+ * stopped, the screen says which one has been silent and for how long (the thread only
+ * reads files and prints: it makes no MPI or mlcomm call). When stdout is not a
  * terminal it prints one plain line per step instead. */
 #ifndef GPT2_TRAINER_DASHBOARD_H
 #define GPT2_TRAINER_DASHBOARD_H
+
+#include <pthread.h>
 
 #define DASH_HISTORY 64
 
@@ -17,7 +22,16 @@ typedef struct {
   long start_step;
   float loss[DASH_HISTORY];
   int nloss; /* losses kept (the last DASH_HISTORY) */
-  double last_draw, tokens_timed, seconds_timed;
+  double tokens_timed, seconds_timed;
+  /* the screen's thread and what it draws */
+  pthread_t thread;
+  int have_thread, stop, fresh; /* fresh: a step came since the last redraw */
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  long step, steps;
+  float last_loss;
+  double tok_s, comm, step_seconds, eta_seconds;
+  char status[16];
 } dashboard;
 
 /* Decides screen or plain lines for mode (auto: a screen when stdout is a terminal;
@@ -33,5 +47,7 @@ typedef struct {
 } dash_step;
 
 void dashboard_step(dashboard *d, const dash_step *s);
+/* Draws the last screen and stops the thread. */
+void dashboard_close(dashboard *d);
 
 #endif /* GPT2_TRAINER_DASHBOARD_H */
