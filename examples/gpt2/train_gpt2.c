@@ -36,6 +36,7 @@
 #include "report.h"
 #include "sample.h"
 #include "state.h"
+#include "survive.h"
 #include "sync.h"
 
 #ifndef GPT2_PLOT_SCRIPT
@@ -63,6 +64,11 @@ typedef struct {
   char metrics[4096], plot[4096];
   heartbeat hb;   /* this rank's, rewritten after every step */
   dashboard dash; /* rank 0, with --dashboard */
+  int survived;   /* --survive shrank the communicator: MPI_Finalize would wait forever */
+  float last_loss; /* the last step's report, for a rank that takes over rank 0's */
+  double last_dt, last_comm;
+  long last_tokens;
+  int last_outer;
 } trainer;
 
 static double now(void) {
@@ -80,8 +86,10 @@ static const char *transport_name(int t) {
 
 /* Agrees on a phase's outcome; the lowest failing rank prints its sentence. */
 static int agreed_failure(trainer *t, int failed, const char *err) {
-  int first = -1;
+  int first = -1, dead = -1;
   if (!ranks_failed(t->comm, failed, &first)) return 0;
+  /* --survive says what happened itself, if the survivors carry on */
+  if (t->o.survive && mlcommCommFailedRank(t->comm, &dead) == mlcommSuccess && dead >= 0) return 1;
   if (first == t->rank || (first < 0 && failed))
     fprintf(stderr, "train_gpt2: error (rank %d): %s\n", t->rank, err);
   return 1;
@@ -284,9 +292,48 @@ static void beat(trainer *t, long step) {
     fprintf(stderr, "train_gpt2: note (rank %d): no heartbeat: %s\n", t->rank, why);
 }
 
+/* --survive: the new rank 0 after rank 0 died logs from here on; the record of the
+ * step before the failure is written again if rank 0 died before writing it. */
+static void take_over_reporting(trainer *t, long step) {
+  const train_options *o = &t->o;
+  char why[ERRLEN];
+  snprintf(t->metrics, sizeof t->metrics, "%s", o->metrics ? o->metrics : "");
+  if (!o->metrics) snprintf(t->metrics, sizeof t->metrics, "%s/metrics.jsonl", o->out_dir);
+  snprintf(t->plot, sizeof t->plot, "none");
+  if (metrics_trim(t->metrics, step - 1, why, sizeof why) != 0 ||
+      report_open(&t->rep, t->metrics, 1, why, sizeof why) != 0)
+    fprintf(stderr, "train_gpt2: note: taking over the metrics: %s\n", why);
+  if (step - 1 > t->start_step && metrics_last_step(t->metrics) < step - 1)
+    report_step(&t->rep, step - 1, o->steps, t->last_loss, t->last_dt, t->last_comm,
+                t->last_tokens, t->last_outer);
+  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, step - 1);
+}
+
+/* --survive: a rank died in this step's collectives; the others shrink and go on. */
+static int survived(trainer *t, long step, char *err) {
+  if (!t->o.survive) return 0;
+  survive_info info;
+  char why[ERRLEN] = "";
+  if (!survive_shrink(&t->comm, &t->sync, &info, why, sizeof why)) {
+    if (why[0]) fprintf(stderr, "train_gpt2: error (rank %d): %s\n", t->rank, why);
+    if (why[0]) snprintf(err, ERRLEN, "%s", why);
+    return 0;
+  }
+  t->survived = 1;
+  t->rank = t->hb.rank = t->sync.rank;
+  t->nranks = t->sync.nranks;
+  if (t->rank == 0 && info.old_rank != 0) take_over_reporting(t, step);
+  if (t->rank == 0) {
+    printf("survive: rank %d died in step %ld; continuing on %d ranks without a restart\n",
+           info.dead, step, t->nranks);
+    fflush(stdout);
+  }
+  return 1;
+}
+
 static int train(trainer *t, char *err) {
   const train_options *o = &t->o;
-  const long steps = o->steps, tokens = (long)o->B * o->T * t->nranks;
+  const long steps = o->steps;
   const gpt2_adamw opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   gpt2_grad_hook hook = sync_grad_hook(&t->sync);
 
@@ -294,32 +341,47 @@ static int train(trainer *t, char *err) {
   if (t->start_step == 0 && t->val && o->val_every > 0 && validate(t, 0, err) != 0) return -1;
   for (long step = t->start_step + 1; step <= steps; step++) {
     double t0 = now();
+    long tokens = (long)o->B * o->T * t->nranks;
     sync_begin_step(&t->sync);
     int bad = next_batch(t, t->train, o->train_pattern, err) != 0, outer = 0;
     float loss = gpt2_forward(&t->model, t->acts, t->inputs, t->targets);
     gpt2_backward(&t->model, t->acts, t->sync.grads, t->inputs, t->targets, &hook);
     /* collectives run on every rank even after a local failure, or the others would wait */
-    if (sync_step(&t->sync, &opt, step, &outer, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+    int rc = sync_step(&t->sync, &opt, step, &outer, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0 && outer && survived(t, step, err)) /* only diloco's outer step talks */
+      rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0) bad = 1;
     if (o->sync == SYNC_DILOCO && step == steps && !outer) {
       /* the run ends between outer steps: bring the ranks together once more */
-      if (sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+      rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+      if (rc != 0 && survived(t, step, err)) rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+      if (rc != 0) bad = 1;
       outer = 1;
     }
     float vals[2] = {loss, (float)bad};
-    if (sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+    rc = sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0 && survived(t, step, err)) {
+      vals[0] = loss, vals[1] = (float)bad;
+      tokens = (long)o->B * o->T * t->nranks;
+      rc = sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN);
+    }
+    if (rc != 0) bad = 1;
     if (vals[1] != 0.0f || bad) {
       if (agreed_failure(t, bad, err)) return -1;
     }
     double dt = now() - t0;
     if (t->rank == 0)
       report_step(&t->rep, step, steps, vals[0], dt, t->sync.comm_seconds, tokens, outer);
+    t->last_loss = vals[0], t->last_dt = dt, t->last_comm = t->sync.comm_seconds;
+    t->last_tokens = tokens, t->last_outer = outer;
     beat(t, step);
     if (t->rank == 0 && o->dashboard)
       dashboard_step(&t->dash, &(dash_step){step, steps, vals[0], dt, t->sync.comm_seconds, tokens,
                                             step == steps ? "done" : "running"});
 
+    /* (--survive: a phase that failed with a dead rank runs again on the survivors) */
     if (t->val && o->val_every > 0 && (step % o->val_every == 0 || step == steps) &&
-        validate(t, step, err) != 0)
+        validate(t, step, err) != 0 && !(survived(t, step, err) && validate(t, step, err) == 0))
       return -1;
     if (t->have_sampler && step % o->sample_every == 0) {
       const char *text;
@@ -328,7 +390,7 @@ static int train(trainer *t, char *err) {
         report_sample(&t->rep, step, text, len);
     }
     if (o->checkpoint_every > 0 && (step % o->checkpoint_every == 0 || step == steps) &&
-        checkpoint(t, step, err) != 0)
+        checkpoint(t, step, err) != 0 && !(survived(t, step, err) && checkpoint(t, step, err) == 0))
       return -1;
   }
   if (o->save) {
@@ -421,6 +483,11 @@ int main(int argc, char **argv) {
   int rank = t.rank, draw = !failed && rank == 0 && strcmp(t.plot, "none") != 0 && t.rep.metrics;
   teardown(&t);
   mlcommCommDestroy(t.comm);
+  if (t.survived) { /* MPI_Finalize would wait for the rank that died */
+    fflush(stdout);
+    fflush(stderr);
+    _exit(failed ? 1 : 0);
+  }
   MPI_Finalize();
   if (draw) plot(t.metrics, t.plot);
   return failed ? 1 : 0;

@@ -21,6 +21,11 @@ CASE is one of
              SIGSTOP for a while, "waiting: rank 1 silent for N s" while rank 0 waits;
              "status: done" at the end; with stdout in a file, plain lines without
              escape codes
+  survive    train_gpt2 --sync diloco --survive at 3 ranks under mpirun --enable-recovery:
+             a random rank (rank 0 included) is SIGKILLed at a random step; the other
+             two shrink the communicator and finish the run without a restart, saying
+             so; the metrics JSONL has every step once, the last checkpoint and the
+             final model are written; --survive without diloco is refused
 Exit status: 0 pass, 1 fail, 77 skipped (the reason printed).
 """
 import argparse
@@ -260,9 +265,56 @@ def case_dashboard(a, d):
     print("dashboard: drawn in place under tmux while running and at the end; plain lines in a file")
 
 
+def case_survive(a, d):
+    out = d + "/survive"
+    seed = int(os.environ.get("TEST_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    victim, at = rng.randrange(3), rng.randrange(4, 30)
+    print("seed %d: SIGKILL rank %d after step %d" % (seed, victim, at), flush=True)
+    args = trainer_args(a.train, out, ["--sync", "diloco", "--inner-steps", "5", "--survive"])
+    cmd = [a.mpirun] + tt.MPI_ARGS + ["--enable-recovery", "-np", "3", a.trainer] + args
+    job = subprocess.Popen(cmd, env=tt.ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    killed = None
+    deadline = time.monotonic() + 90
+    while killed is None and job.poll() is None and time.monotonic() < deadline:
+        hb = read_heartbeat(out, victim)
+        if hb and int(hb["step"]) >= at:
+            os.kill(int(hb["pid"]), signal.SIGKILL)
+            killed = int(hb["step"])
+        time.sleep(0.001)
+    try:
+        text, _ = job.communicate(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:  # a hang: the survivors did not carry on
+        os.killpg(job.pid, signal.SIGKILL)
+        text, _ = job.communicate()
+        check(False, "the run did not end within 90 s")
+    print("\n".join(l for l in text.splitlines() if not l.startswith(("step ", "|", "+"))))
+    if not check(killed is not None, "the kill did not land before the run ended"):
+        return
+    said = re.search(r"^survive: rank (\d+) died in step (\d+); continuing on 2 ranks without a "
+                     r"restart$", text, re.M)
+    # after the heartbeat of step k: in step k's checkpoint, or in step k + 1 or k + 2
+    check(said and int(said.group(1)) == victim and killed <= int(said.group(2)) <= killed + 2,
+          "the survivors did not say that rank %d died after step %d" % (victim, killed))
+    check("done: %d steps" % STEPS in text, "the run did not finish")
+    _, counts = train_records(out + "/metrics.jsonl")
+    check(sorted(counts) == list(range(1, STEPS + 1)) and set(counts.values()) == {1},
+          "metrics: steps logged other than once each: %s" % sorted(counts.items())[:80])
+    with open(out + "/latest") as f:
+        check(f.read().strip() == "step_%08d" % STEPS, "latest does not name the last step")
+    check(os.path.getsize(out + "/final.bin") > 1024, "no final model")
+    p = subprocess.run([a.mpirun] + tt.MPI_ARGS + ["-np", "1", a.trainer, "--survive", "-n", "1"],
+                       env=tt.ENV, capture_output=True, text=True, timeout=60)
+    check(p.returncode != 0 and "--survive needs --sync diloco" in p.stderr,
+          "--survive without diloco: %d %s" % (p.returncode, p.stderr[-500:]))
+    print("rank %d killed after step %d: the survivors shrank and finished, each step logged once"
+          % (victim, killed))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["exact", "giveup", "dashboard"])
+    ap.add_argument("case", choices=["exact", "giveup", "dashboard", "survive"])
     ap.add_argument("--trainer", required=True)
     ap.add_argument("--supervise", required=True)
     ap.add_argument("--mpirun", required=True)
@@ -272,7 +324,8 @@ def main():
     d = tempfile.mkdtemp(prefix="gpt2_supervise_")
     try:
         a.train, _ = tt.make_data(d)
-        {"exact": case_exact, "giveup": case_giveup, "dashboard": case_dashboard}[a.case](a, d)
+        {"exact": case_exact, "giveup": case_giveup, "dashboard": case_dashboard,
+         "survive": case_survive}[a.case](a, d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     if failures:

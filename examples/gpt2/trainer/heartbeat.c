@@ -88,3 +88,14 @@ int metrics_trim(const char *path, long step, char *err, size_t errlen) {
   }
   return 0;
 }
+
+long metrics_last_step(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  char line[8192];
+  long last = 0, s;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "\"train_loss\"") && sscanf(line, "{\"step\": %ld", &s) == 1 && s > last) last = s;
+  fclose(f);
+  return last;
+}

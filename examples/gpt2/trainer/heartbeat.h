@@ -29,4 +29,7 @@ int heartbeat_restarts(void);
  * rename). A missing file is fine. 0, or -1 with err set. */
 int metrics_trim(const char *path, long step, char *err, size_t errlen);
 
+/* The last step with a train_loss record in the metrics file, 0 when none. */
+long metrics_last_step(const char *path);
+
 #endif /* GPT2_TRAINER_HEARTBEAT_H */

@@ -52,7 +52,9 @@ static const char usage[] =
     "      --resume DIR        continue from a checkpoint (DIR/latest, or a step_ directory)\n"
     "live view\n"
     "      --dashboard[=MODE]  rank 0 redraws one screen per step: auto | screen | plain [auto:\n"
-    "                          a screen when stdout is a terminal, else one line per step]\n";
+    "                          a screen when stdout is a terminal, else one line per step]\n"
+    "      --survive           diloco: when a rank dies, the others shrink the communicator\n"
+    "                          and go on (one node; mpirun --enable-recovery)\n";
 
 enum {
   OPT_SHUFFLE = 1000,
@@ -81,6 +83,7 @@ enum {
   OPT_RESUME,
   OPT_SAVE,
   OPT_DASHBOARD,
+  OPT_SURVIVE,
 };
 
 static const struct option long_options[] = {
@@ -119,6 +122,7 @@ static const struct option long_options[] = {
     {"resume", required_argument, 0, OPT_RESUME},
     {"save", required_argument, 0, OPT_SAVE},
     {"dashboard", optional_argument, 0, OPT_DASHBOARD},
+    {"survive", no_argument, 0, OPT_SURVIVE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -336,6 +340,9 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
         else if (strcmp(a, "plain") == 0) o->dashboard = 3;
         else snprintf(err, errlen, "--dashboard=%s: expected auto, screen or plain", a), rc = -1;
         break;
+      case OPT_SURVIVE:
+        o->survive = 1;
+        break;
       case 'h':
         if (rank == 0) fputs(usage, stdout);
         return 1;
@@ -357,6 +364,13 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
              "--load %s takes the shape from the checkpoint; drop --depth/--channels/--heads/"
              "--seq-len/--vocab",
              o->load);
+    return -1;
+  }
+  if (o->survive && o->sync != SYNC_DILOCO) {
+    snprintf(err, errlen,
+             "--survive needs --sync diloco: with %s every step needs every rank's gradient, so "
+             "a dead rank is survived by restarting from a checkpoint (gpt2_supervise)",
+             sync_mode_name(o->sync));
     return -1;
   }
   if (o->sync == SYNC_DILOCO && o->checkpoint_every % o->inner_steps != 0) {
