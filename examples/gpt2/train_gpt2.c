@@ -283,6 +283,13 @@ static int checkpoint(trainer *t, long step, char *err) {
 /* The heartbeat is for watchers: a rank that cannot write it trains on. */
 static void beat(trainer *t, long step) {
   char why[ERRLEN];
+  if (t->hb.pid == 0) { /* the first beat: who this rank is */
+    t->hb = (heartbeat){.rank = t->rank, .pid = (int)getpid(), .restarts = heartbeat_restarts()};
+    gethostname(t->hb.host, sizeof t->hb.host - 1);
+    mlcommConfig_t cfg = MLCOMM_CONFIG_INITIALIZER;
+    mlcommCommGetConfig(t->comm, &cfg);
+    snprintf(t->hb.transport, sizeof t->hb.transport, "%s", transport_name(cfg.transport));
+  }
   t->hb.step = step;
   t->hb.steps = t->o.steps;
   struct timespec ts;
@@ -449,11 +456,6 @@ int main(int argc, char **argv) {
   }
   mlcommCommRank(t.comm, &t.rank);
   mlcommCommCount(t.comm, &t.nranks);
-  t.hb = (heartbeat){.rank = t.rank, .pid = (int)getpid(), .restarts = heartbeat_restarts()};
-  gethostname(t.hb.host, sizeof t.hb.host - 1);
-  mlcommConfig_t hb_cfg = MLCOMM_CONFIG_INITIALIZER;
-  mlcommCommGetConfig(t.comm, &hb_cfg);
-  snprintf(t.hb.transport, sizeof t.hb.transport, "%s", transport_name(hb_cfg.transport));
 
   int failed = agreed_failure(&t, setup(&t, err) != 0, err);
   if (!failed) {

@@ -76,14 +76,14 @@ enum {
   OPT_VAL_BATCHES,
   OPT_SAMPLE_EVERY,
   OPT_GEN_TOKENS,
+  OPT_DASHBOARD,
+  OPT_SURVIVE,
   OPT_TOKENIZER,
   OPT_METRICS,
   OPT_PLOT,
   OPT_CKPT_EVERY,
   OPT_RESUME,
   OPT_SAVE,
-  OPT_DASHBOARD,
-  OPT_SURVIVE,
 };
 
 static const struct option long_options[] = {
@@ -114,6 +114,8 @@ static const struct option long_options[] = {
     {"val-batches", required_argument, 0, OPT_VAL_BATCHES},
     {"sample-every", required_argument, 0, OPT_SAMPLE_EVERY},
     {"gen-tokens", required_argument, 0, OPT_GEN_TOKENS},
+    {"dashboard", optional_argument, 0, OPT_DASHBOARD},
+    {"survive", no_argument, 0, OPT_SURVIVE},
     {"tokenizer", required_argument, 0, OPT_TOKENIZER},
     {"out", required_argument, 0, 'o'},
     {"metrics", required_argument, 0, OPT_METRICS},
@@ -121,8 +123,6 @@ static const struct option long_options[] = {
     {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
     {"resume", required_argument, 0, OPT_RESUME},
     {"save", required_argument, 0, OPT_SAVE},
-    {"dashboard", optional_argument, 0, OPT_DASHBOARD},
-    {"survive", no_argument, 0, OPT_SURVIVE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -313,6 +313,15 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
       case OPT_GEN_TOKENS:
         rc = parse_int("--gen-tokens", a, 1, big, &o->gen_tokens, err, errlen);
         break;
+      case OPT_DASHBOARD: /* dash_mode: 1 auto, 2 screen, 3 plain */
+        if (a == NULL || strcmp(a, "auto") == 0) o->dashboard = 1;
+        else if (strcmp(a, "screen") == 0) o->dashboard = 2;
+        else if (strcmp(a, "plain") == 0) o->dashboard = 3;
+        else snprintf(err, errlen, "--dashboard=%s: expected auto, screen or plain", a), rc = -1;
+        break;
+      case OPT_SURVIVE:
+        o->survive = 1;
+        break;
       case OPT_TOKENIZER:
         o->tokenizer = a, o->tokenizer_given = 1;
         break;
@@ -333,15 +342,6 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
         break;
       case OPT_SAVE:
         o->save = a;
-        break;
-      case OPT_DASHBOARD: /* dash_mode: 1 auto, 2 screen, 3 plain */
-        if (a == NULL || strcmp(a, "auto") == 0) o->dashboard = 1;
-        else if (strcmp(a, "screen") == 0) o->dashboard = 2;
-        else if (strcmp(a, "plain") == 0) o->dashboard = 3;
-        else snprintf(err, errlen, "--dashboard=%s: expected auto, screen or plain", a), rc = -1;
-        break;
-      case OPT_SURVIVE:
-        o->survive = 1;
         break;
       case 'h':
         if (rank == 0) fputs(usage, stdout);
