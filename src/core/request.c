@@ -322,6 +322,7 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
                "MLCOMM_TIMEOUT_MS if the wait was legitimate; otherwise abort the communicator",
                mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, op->count,
                mlcomm_type_name(op->dtype), waited_ms, comm->rank, comm->nranks, report);
+  mlcomm_note_failure(comm, mlcommTimeout);
   if (owned) {
     const struct mlcomm_transport *t = req->ti->t;
     if (t->withdraw && t->withdraw(req->ti->state, &req->op)) {

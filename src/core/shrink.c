@@ -25,7 +25,20 @@ struct agree {
   int n, me;
   char *dead, *theirs; /* n, and n * n */
   MPI_Request *rreq;
+  char *sent;          /* (n + 1) rounds of n: what each round sent, owned by MPI until sent */
+  MPI_Request *sreq;   /* (n + 1) * n */
 };
+
+/* The sends are done once every survivor has read them; a send to a rank that died
+ * meanwhile may never be, and then MPI keeps its few bytes (they are not freed). */
+static bool sends_done(struct agree *a) {
+  int done = 0, total = (a->n + 1) * a->n;
+  MPI_Testall(total, a->sreq, &done, MPI_STATUSES_IGNORE);
+  if (!done)
+    for (int i = 0; i < total; i++)
+      if (a->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&a->sreq[i]);
+  return done != 0;
+}
 
 static void cancel_all(struct agree *a) {
   for (int r = 0; r < a->n; r++)
@@ -41,12 +54,13 @@ static mlcommResult_t round_trip(struct mlcomm_comm *comm, struct agree *a, int 
                                  bool *same) {
   int n = a->n;
   *same = true;
+  char *sent = a->sent + (size_t)round * n;
+  memcpy(sent, a->dead, (size_t)n); /* a->dead changes before the sends are done */
   for (int r = 0; r < n; r++) {
     a->rreq[r] = MPI_REQUEST_NULL;
     if (r == a->me || a->dead[r]) continue;
-    MPI_Request s;
-    MLCOMM_MPI_CHECK(comm, MPI_Isend(a->dead, n, MPI_CHAR, r, TAG_SHRINK + round, comm->diag_comm, &s));
-    MPI_Request_free(&s);
+    MLCOMM_MPI_CHECK(comm, MPI_Isend(sent, n, MPI_CHAR, r, TAG_SHRINK + round, comm->diag_comm,
+                                     &a->sreq[(size_t)round * n + r]));
     MLCOMM_MPI_CHECK(comm, MPI_Irecv(a->theirs + (size_t)r * n, n, MPI_CHAR, r, TAG_SHRINK + round,
                                      comm->diag_comm, &a->rreq[r]));
   }
@@ -148,7 +162,10 @@ MLCOMM_API mlcommResult_t mlcommCommShrink(mlcommComm_t comm, mlcommComm_t *newc
   a.dead = calloc((size_t)a.n, 1);
   a.theirs = calloc((size_t)a.n * (size_t)a.n, 1);
   a.rreq = calloc((size_t)a.n, sizeof *a.rreq);
-  mlcommResult_t res = a.dead && a.theirs && a.rreq
+  a.sent = calloc((size_t)(a.n + 1) * (size_t)a.n, 1);
+  a.sreq = malloc((size_t)(a.n + 1) * (size_t)a.n * sizeof *a.sreq);
+  for (int i = 0; a.sreq && i < (a.n + 1) * a.n; i++) a.sreq[i] = MPI_REQUEST_NULL;
+  mlcommResult_t res = a.dead && a.theirs && a.rreq && a.sent && a.sreq
                            ? mlcommSuccess
                            : mlcomm_error(comm, mlcommSystemError, "%s: out of memory", fn);
   MPI_Comm sub = MPI_COMM_NULL;
@@ -167,6 +184,8 @@ MLCOMM_API mlcommResult_t mlcommCommShrink(mlcommComm_t comm, mlcommComm_t *newc
       MLCOMM_INFO("comm %p shrunk to %p: %d rank(s) left out", (void *)comm, (void *)*newcomm, gone);
     }
   }
+  if (a.sreq && sends_done(&a)) free(a.sent);
+  free(a.sreq);
   free(a.dead);
   free(a.theirs);
   free(a.rreq);
