@@ -85,7 +85,7 @@ def test_from_mpi4py(world):
 
 
 def test_revoke_then_shrink(world):
-    # A communicator of its own, so the session's world stays usable.
+    # A communicator of its own, so the world communicator the other tests share stays usable.
     c = world.split(0)
     x = np.ones(5, np.float32)
     if c.rank == 0:
