@@ -28,12 +28,15 @@
 #include <omp.h>
 #endif
 
+#include "dashboard.h"
 #include "dataloader.h"
 #include "gpt2.h"
+#include "heartbeat.h"
 #include "options.h"
 #include "report.h"
 #include "sample.h"
 #include "state.h"
+#include "survive.h"
 #include "sync.h"
 
 #ifndef GPT2_PLOT_SCRIPT
@@ -59,6 +62,13 @@ typedef struct {
   char ckpt[4096];
   char source[4200];
   char metrics[4096], plot[4096];
+  heartbeat hb;   /* this rank's, rewritten after every step */
+  dashboard dash; /* rank 0, with --dashboard */
+  int survived;   /* --survive shrank the communicator: MPI_Finalize would wait forever */
+  float last_loss; /* the last step's report, for a rank that takes over rank 0's */
+  double last_dt, last_comm;
+  long last_tokens;
+  int last_outer;
 } trainer;
 
 static double now(void) {
@@ -76,8 +86,10 @@ static const char *transport_name(int t) {
 
 /* Agrees on a phase's outcome; the lowest failing rank prints its sentence. */
 static int agreed_failure(trainer *t, int failed, const char *err) {
-  int first = -1;
+  int first = -1, dead = -1;
   if (!ranks_failed(t->comm, failed, &first)) return 0;
+  /* --survive says what happened itself, if the survivors carry on */
+  if (t->o.survive && mlcommCommFailedRank(t->comm, &dead) == mlcommSuccess && dead >= 0) return 1;
   if (first == t->rank || (first < 0 && failed))
     fprintf(stderr, "train_gpt2: error (rank %d): %s\n", t->rank, err);
   return 1;
@@ -189,10 +201,14 @@ static int setup(trainer *t, char *err) {
   snprintf(t->plot, sizeof t->plot, "%s", o->plot ? o->plot : "");
   if (!o->plot) snprintf(t->plot, sizeof t->plot, "%s/loss.png", o->out_dir);
   if ((!o->metrics || !o->plot) && state_make_dirs(o->out_dir, err, ERRLEN) != 0) return -1;
+  /* steps after the checkpoint that an interrupted run had logged are run again */
+  if (o->resume && metrics_trim(t->metrics, t->start_step, err, ERRLEN) != 0) return -1;
+  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, t->start_step);
   return report_open(&t->rep, t->metrics, o->resume != NULL, err, ERRLEN);
 }
 
 static void teardown(trainer *t) {
+  if (t->o.dashboard && t->rank == 0) dashboard_close(&t->dash);
   if (t->have_sampler) sampler_close(&t->smp);
   report_close(&t->rep);
   free(t->inputs);
@@ -264,37 +280,115 @@ static int checkpoint(trainer *t, long step, char *err) {
   return 0;
 }
 
+/* The heartbeat is for watchers: a rank that cannot write it trains on. */
+static void beat(trainer *t, long step) {
+  char why[ERRLEN];
+  if (t->hb.pid == 0) { /* the first beat: who this rank is */
+    t->hb = (heartbeat){.rank = t->rank, .pid = (int)getpid(), .restarts = heartbeat_restarts()};
+    gethostname(t->hb.host, sizeof t->hb.host - 1);
+    mlcommConfig_t cfg = MLCOMM_CONFIG_INITIALIZER;
+    mlcommCommGetConfig(t->comm, &cfg);
+    snprintf(t->hb.transport, sizeof t->hb.transport, "%s", transport_name(cfg.transport));
+  }
+  t->hb.step = step;
+  t->hb.steps = t->o.steps;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  t->hb.time = ts.tv_sec + ts.tv_nsec * 1e-9;
+  if (heartbeat_write(t->o.out_dir, &t->hb, why, sizeof why) != 0 && step == t->start_step)
+    fprintf(stderr, "train_gpt2: note (rank %d): no heartbeat: %s\n", t->rank, why);
+}
+
+/* --survive: the new rank 0 after rank 0 died logs from here on; the record of the
+ * step before the failure is written again if rank 0 died before writing it. */
+static void take_over_reporting(trainer *t, long step) {
+  const train_options *o = &t->o;
+  char why[ERRLEN];
+  snprintf(t->metrics, sizeof t->metrics, "%s", o->metrics ? o->metrics : "");
+  if (!o->metrics) snprintf(t->metrics, sizeof t->metrics, "%s/metrics.jsonl", o->out_dir);
+  snprintf(t->plot, sizeof t->plot, "none");
+  if (metrics_trim(t->metrics, step - 1, why, sizeof why) != 0 ||
+      report_open(&t->rep, t->metrics, 1, why, sizeof why) != 0)
+    fprintf(stderr, "train_gpt2: note: taking over the metrics: %s\n", why);
+  if (step - 1 > t->start_step && metrics_last_step(t->metrics) < step - 1)
+    report_step(&t->rep, step - 1, o->steps, t->last_loss, t->last_dt, t->last_comm,
+                t->last_tokens, t->last_outer);
+  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, step - 1);
+}
+
+/* --survive: a rank died in this step's collectives; the others shrink and go on. */
+static int survived(trainer *t, long step, char *err) {
+  if (!t->o.survive) return 0;
+  survive_info info;
+  char why[ERRLEN] = "";
+  if (!survive_shrink(&t->comm, &t->sync, &info, why, sizeof why)) {
+    if (why[0]) fprintf(stderr, "train_gpt2: error (rank %d): %s\n", t->rank, why);
+    if (why[0]) snprintf(err, ERRLEN, "%s", why);
+    return 0;
+  }
+  t->survived = 1;
+  t->rank = t->hb.rank = t->sync.rank;
+  t->nranks = t->sync.nranks;
+  if (t->rank == 0 && info.old_rank != 0) take_over_reporting(t, step);
+  if (t->rank == 0) {
+    printf("survive: rank %d died in step %ld; continuing on %d ranks without a restart\n",
+           info.dead, step, t->nranks);
+    fflush(stdout);
+  }
+  return 1;
+}
+
 static int train(trainer *t, char *err) {
   const train_options *o = &t->o;
-  const long steps = o->steps, tokens = (long)o->B * o->T * t->nranks;
+  const long steps = o->steps;
   const gpt2_adamw opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   gpt2_grad_hook hook = sync_grad_hook(&t->sync);
 
+  beat(t, t->start_step);
   if (t->start_step == 0 && t->val && o->val_every > 0 && validate(t, 0, err) != 0) return -1;
   for (long step = t->start_step + 1; step <= steps; step++) {
     double t0 = now();
+    long tokens = (long)o->B * o->T * t->nranks;
     sync_begin_step(&t->sync);
     int bad = next_batch(t, t->train, o->train_pattern, err) != 0, outer = 0;
     float loss = gpt2_forward(&t->model, t->acts, t->inputs, t->targets);
     gpt2_backward(&t->model, t->acts, t->sync.grads, t->inputs, t->targets, &hook);
     /* collectives run on every rank even after a local failure, or the others would wait */
-    if (sync_step(&t->sync, &opt, step, &outer, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+    int rc = sync_step(&t->sync, &opt, step, &outer, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0 && outer && survived(t, step, err)) /* only diloco's outer step talks */
+      rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0) bad = 1;
     if (o->sync == SYNC_DILOCO && step == steps && !outer) {
       /* the run ends between outer steps: bring the ranks together once more */
-      if (sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+      rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+      if (rc != 0 && survived(t, step, err)) rc = sync_outer_step(&t->sync, bad ? NULL : err, bad ? 0 : ERRLEN);
+      if (rc != 0) bad = 1;
       outer = 1;
     }
     float vals[2] = {loss, (float)bad};
-    if (sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN) != 0) bad = 1;
+    rc = sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN);
+    if (rc != 0 && survived(t, step, err)) {
+      vals[0] = loss, vals[1] = (float)bad;
+      tokens = (long)o->B * o->T * t->nranks;
+      rc = sync_average(&t->sync, vals, 2, bad ? NULL : err, bad ? 0 : ERRLEN);
+    }
+    if (rc != 0) bad = 1;
     if (vals[1] != 0.0f || bad) {
       if (agreed_failure(t, bad, err)) return -1;
     }
     double dt = now() - t0;
     if (t->rank == 0)
       report_step(&t->rep, step, steps, vals[0], dt, t->sync.comm_seconds, tokens, outer);
+    t->last_loss = vals[0], t->last_dt = dt, t->last_comm = t->sync.comm_seconds;
+    t->last_tokens = tokens, t->last_outer = outer;
+    beat(t, step);
+    if (t->rank == 0 && o->dashboard)
+      dashboard_step(&t->dash, &(dash_step){step, steps, vals[0], dt, t->sync.comm_seconds, tokens,
+                                            step == steps ? "done" : "running"});
 
+    /* (--survive: a phase that failed with a dead rank runs again on the survivors) */
     if (t->val && o->val_every > 0 && (step % o->val_every == 0 || step == steps) &&
-        validate(t, step, err) != 0)
+        validate(t, step, err) != 0 && !(survived(t, step, err) && validate(t, step, err) == 0))
       return -1;
     if (t->have_sampler && step % o->sample_every == 0) {
       const char *text;
@@ -303,7 +397,7 @@ static int train(trainer *t, char *err) {
         report_sample(&t->rep, step, text, len);
     }
     if (o->checkpoint_every > 0 && (step % o->checkpoint_every == 0 || step == steps) &&
-        checkpoint(t, step, err) != 0)
+        checkpoint(t, step, err) != 0 && !(survived(t, step, err) && checkpoint(t, step, err) == 0))
       return -1;
   }
   if (o->save) {
@@ -391,6 +485,11 @@ int main(int argc, char **argv) {
   int rank = t.rank, draw = !failed && rank == 0 && strcmp(t.plot, "none") != 0 && t.rep.metrics;
   teardown(&t);
   mlcommCommDestroy(t.comm);
+  if (t.survived) { /* MPI_Finalize would wait for the rank that died */
+    fflush(stdout);
+    fflush(stderr);
+    _exit(failed ? 1 : 0);
+  }
   MPI_Finalize();
   if (draw) plot(t.metrics, t.plot);
   return failed ? 1 : 0;

@@ -226,6 +226,37 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm);
  * with mlcommRemoteError naming this rank. */
 MLCOMM_API mlcommResult_t mlcommCommAbort(mlcommComm_t comm);
 
+/* Local, immediate: revokes comm. Every call pending on it here fails at once with
+ * mlcommRemoteError, and so does every later one (mlcommCommDestroy excepted), on this
+ * rank and, within a moment, on every surviving peer: the shared-memory transport tells
+ * them through its segment, and a small message tells peers waiting in any mlcomm call.
+ * The sentence (mlcommGetLastError) names the rank that failed first, when one is
+ * known (a peer whose process is gone, on this node). The handle stays valid: build a
+ * communicator of the survivors with mlcommCommShrink, then destroy this one (which
+ * then frees it as mlcommCommAbort does: buffers of failed calls that MPI still holds
+ * may be written until the job ends). Revoking twice is a no-op. A waiting call also
+ * revokes comm by itself when a rank it waits for dies on this node (checked every
+ * MLCOMM_PEER_CHECK_MS, 200 ms by default). */
+MLCOMM_API mlcommResult_t mlcommCommRevoke(mlcommComm_t comm);
+
+/* Collective over the surviving ranks of comm: *newcomm = a new communicator of every
+ * rank of comm that is still alive, in the same order, with comm's settings; comm is
+ * revoked first (as by mlcommCommRevoke) and stays to be destroyed. The survivors agree
+ * on who died by point-to-point messages bounded by comm's timeout (a rank alive that
+ * never calls it gives mlcommTimeout naming it), then MPI_Comm_create_group makes the
+ * new MPI communicator among them alone. Deaths are seen by process id, so comm must lie
+ * within one node: otherwise mlcommUnsupported (shrinking across nodes needs an MPI
+ * with fault tolerance, ULFM's MPIX_Comm_shrink, which Open MPI 4.1 lacks). Under
+ * Open MPI's mpirun the survivors live on only with --enable-recovery (mpirun kills the
+ * job when a rank dies otherwise), and MPI_Finalize still waits for the dead rank: a
+ * job that shrank should leave with exit status 0 after its last output
+ * (docs/fault_tolerance.md). */
+MLCOMM_API mlcommResult_t mlcommCommShrink(mlcommComm_t comm, mlcommComm_t *newcomm);
+
+/* *rank = the first rank of comm seen to fail (its process gone on this node, or named
+ * by the peer that revoked comm), or -1 when none is known. */
+MLCOMM_API mlcommResult_t mlcommCommFailedRank(mlcommComm_t comm, int *rank);
+
 /* This process's rank in comm, and the number of ranks. */
 MLCOMM_API mlcommResult_t mlcommCommRank(mlcommComm_t comm, int *rank);
 MLCOMM_API mlcommResult_t mlcommCommCount(mlcommComm_t comm, int *count);

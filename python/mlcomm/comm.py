@@ -134,6 +134,31 @@ class Comm(Collectives):
         self._h = None
         self._state = "aborted"
 
+    def revoke(self):
+        """mlcommCommRevoke: local and immediate. Every pending and later call on this
+        Comm fails with RemoteError, here and soon on every surviving peer, naming the
+        rank that failed first. The Comm stays valid until destroy (which then frees it
+        as abort does); build one of the survivors with shrink()."""
+        _call("mlcommCommRevoke", self._h, comm=self)
+        for st in list(_pending.values()):
+            if st.comm is self and st.keep is not None:
+                _graveyard.append(st.keep)
+
+    def shrink(self):
+        """mlcommCommShrink (collective over the survivors): revokes this Comm and returns
+        a new Comm of every rank still alive, in order, with this one's settings. Only
+        within one node (UnsupportedError otherwise, naming a rank on another node)."""
+        out = _lib.c_comm()
+        _call("mlcommCommShrink", self._h, _byref(out), comm=self)
+        return Comm._wrap(out.value)
+
+    @property
+    def failed_rank(self):
+        """The first rank seen to fail (mlcommCommFailedRank), or None."""
+        r = ctypes.c_int(-1)
+        _call("mlcommCommFailedRank", self._h, _byref(r), comm=self)
+        return None if r.value < 0 else r.value
+
     def __enter__(self):
         return self
 

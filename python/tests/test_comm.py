@@ -82,3 +82,24 @@ def test_from_mpi4py(world):
         mlcomm.Comm.from_mpi4py("COMM_WORLD")
     with pytest.raises(ValueError):
         mlcomm.Comm.from_mpi4py(MPI.COMM_NULL)
+
+
+def test_revoke_then_shrink(world):
+    # A communicator of its own, so the world communicator the other tests share stays usable.
+    c = world.split(0)
+    x = np.ones(5, np.float32)
+    if c.rank == 0:
+        c.revoke()
+        c.revoke()  # a no-op
+    # every rank fails: rank 0 at once, the others once rank 0's notice arrives
+    with pytest.raises(mlcomm.RemoteError) as info:
+        c.allreduce(x)
+    assert "revoked" in str(info.value) and "rank 0" in str(info.value)
+    assert c.failed_rank is None  # nobody died
+    # nobody died, so the shrunk communicator holds everyone
+    s = c.shrink()
+    assert (s.rank, s.size) == (c.rank, c.size)
+    assert s.allreduce(x)[0] == c.size
+    s.destroy()
+    c.destroy()
+    assert not c.alive

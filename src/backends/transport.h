@@ -67,6 +67,10 @@ struct mlcomm_transport {
   /* Optional: mlcommCommAbort. Releases the peers waiting on this rank, then frees what
    * it can; fini is not called after it. */
   void (*abort)(void *state);
+  /* Optional: the communicator was revoked here (by: the rank that revoked it;
+   * failed_rank: the first rank seen to fail, or -1). Makes the peers' waits on this
+   * transport fail soon, naming both; the ops of this rank are already released. */
+  void (*revoke)(void *state, int by, int failed_rank);
   /* Optional: the outermost mlcommGroupEnd calls group_begin once per transport (not per
    * instance) with every instance of it among the group's members, before it starts
    * them, and group_end with the same instances after all have started (NCCL:

@@ -44,6 +44,9 @@ static mlcommResult_t check_buffers(struct mlcomm_comm *comm, const char *fn,
 
 mlcommResult_t mlcomm_validate(struct mlcomm_comm *comm, const char *fn, struct mlcomm_op *op) {
   MLCOMM_CHECK(mlcomm_comm_check(comm, fn));
+  if (comm->revoked)
+    return mlcomm_error(comm, mlcommRemoteError, "%s: the communicator is revoked: %s", fn,
+                        comm->revoke_why);
   if (comm->failed != mlcommSuccess)
     return mlcomm_error(comm, mlcommRemoteError,
                         "%s: this communicator failed earlier (%s in a blocking call whose "

@@ -133,6 +133,7 @@ static void comm_teardown(struct mlcomm_comm *comm, bool aborting) {
     if (comm->owns_user_comm) MPI_Comm_free(&comm->user_comm);
   }
   mlcomm_request_free_spares(comm);
+  free(comm->peers);
   free(comm->params);
   comm->magic = 0;
   free(comm);
@@ -165,6 +166,7 @@ static mlcommResult_t comm_build(struct mlcomm_comm **out, MPI_Comm mpi, bool ow
   mlcommResult_t res = dup_comm(comm, &comm->coll_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->p2p_comm);
   if (res == mlcommSuccess) res = dup_comm(comm, &comm->diag_comm);
+  if (res == mlcommSuccess) res = mlcomm_peers_gather(comm);
   if (res == mlcommSuccess) mlcomm_topology_note(comm);
   if (res == mlcommSuccess) res = mlcomm_transports_init(comm);
   res = agree(comm->coll_comm != MPI_COMM_NULL ? comm->coll_comm : mpi, res, fn);
@@ -195,6 +197,11 @@ static mlcommResult_t comm_create(struct mlcomm_comm **out, MPI_Comm mpi, bool o
     return res;
   }
   return comm_build(out, mpi, owns_mpi, &config, params, true, fn);
+}
+
+mlcommResult_t mlcomm_comm_from_mpi(struct mlcomm_comm **out, MPI_Comm mpi,
+                                    const mlcommConfig_t *inherit, const char *fn) {
+  return comm_create(out, mpi, true, NULL, inherit, fn);
 }
 
 mlcommResult_t mlcomm_subcomm_create(struct mlcomm_comm *parent, MPI_Comm mpi, int transport,
@@ -264,6 +271,11 @@ MLCOMM_API mlcommResult_t mlcommCommDestroy(mlcommComm_t comm) {
   static const char fn[] = "mlcommCommDestroy";
   MLCOMM_CHECK(mlcomm_comm_check(comm, fn));
   mlcomm_progress_all(); /* lets finished orphans go */
+  if (comm->revoked) { /* MPI may still hold buffers of the failed calls: as abort */
+    registry_remove(comm);
+    comm_teardown(comm, true);
+    return mlcommSuccess;
+  }
   if (comm->nlive > 0)
     return mlcomm_error(comm, mlcommInProgress,
                         "%s: %d request(s) are still in flight on this communicator; wait for "

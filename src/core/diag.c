@@ -28,6 +28,7 @@ static int kind_at(const struct mlcomm_comm *comm, uint64_t seq) {
 }
 
 void mlcomm_diag_serve(struct mlcomm_comm *comm) {
+  mlcomm_revoke_serve(comm);
   for (;;) {
     int flag = 0;
     MPI_Status st;

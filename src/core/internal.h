@@ -58,6 +58,7 @@ struct mlcomm_request {
   enum mlcomm_req_state state;
   mlcommResult_t result;
   double t_start;                /* when it started (for the trace log) */
+  double t_first_test;           /* its first mlcommTest (the peer watch's clock) */
   bool orphan;                   /* its blocking caller gave up: free once done */
   bool user_visible;             /* an Async handle was returned to the caller */
   bool in_group;                 /* on this thread's open group list */
@@ -101,6 +102,22 @@ struct mlcomm_comm {
   void *cuda_stream;     /* cudaStream_t for device work (mlcommCommSetStream); NULL: default */
   char last_error[MLCOMM_ERRMSG_LEN];
   struct mlcomm_comm *registry_next;
+  /* failed peers (fault.c) */
+  struct mlcomm_peer *peers; /* every rank's node, pid and start time */
+  bool revoked;              /* every call fails with revoke_why */
+  int failed_rank;           /* the first rank seen to fail, or -1 */
+  double last_watch;         /* when a waiting call last checked its peers */
+  char revoke_why[MLCOMM_ERRMSG_LEN / 2];
+  char first_failure[MLCOMM_ERRMSG_LEN / 2]; /* the first RemoteError/Timeout sentence */
+};
+
+/* Who a rank is, to tell from here whether it died (a pid only means something on its
+ * own node: host is a hash of MPI_Get_processor_name). */
+struct mlcomm_peer {
+  uint64_t host;
+  int64_t start; /* /proc/<pid>/stat start time, -1 unknown */
+  int32_t pid;
+  int32_t pad;
 };
 
 /* ---- errors and logging (error.c) */
@@ -158,6 +175,28 @@ mlcommResult_t mlcomm_comm_check(struct mlcomm_comm *comm, const char *fn);
 struct mlcomm_comm *mlcomm_comm_or_null(struct mlcomm_comm *comm);
 /* Every registered comm, for progress: calls fn on each. */
 void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
+
+/* ---- failed peers and revocation (fault.c, shrink.c) */
+/* Collective over comm->coll_comm: fills comm->peers. */
+mlcommResult_t mlcomm_peers_gather(struct mlcomm_comm *comm);
+bool mlcomm_peer_local(const struct mlcomm_comm *comm, int r);
+/* True when rank r is on this node and its process is gone (or a zombie). */
+bool mlcomm_peer_dead(const struct mlcomm_comm *comm, int r);
+/* While op waits (waited_ms so far): every MLCOMM_PEER_CHECK_MS, checks the peers op
+ * waits for; a dead one revokes comm. True when comm is revoked. */
+bool mlcomm_watch(struct mlcomm_comm *comm, const struct mlcomm_op *op, double waited_ms);
+/* Revokes comm here (by: the rank that revoked it): every live request fails, the
+ * transports tell their peers where they can, the sentence why becomes the last error. */
+void mlcomm_comm_fail(struct mlcomm_comm *comm, int by, int failed_rank, const char *why);
+/* mlcommCommRevoke's work: comm_fail, then a message to every peer. */
+mlcommResult_t mlcomm_comm_revoke(struct mlcomm_comm *comm);
+/* A request of comm finished with res: remembers the first failure and who failed. */
+void mlcomm_note_failure(struct mlcomm_comm *comm, mlcommResult_t res);
+/* Reads a peer's revocation notice, if one came. */
+void mlcomm_revoke_serve(struct mlcomm_comm *comm);
+/* Collective over mpi (taken over): a published communicator with inherit's settings. */
+mlcommResult_t mlcomm_comm_from_mpi(struct mlcomm_comm **out, MPI_Comm mpi,
+                                    const mlcommConfig_t *inherit, const char *fn);
 
 /* ---- requests and progress (request.c) */
 struct mlcomm_request *mlcomm_request_new(struct mlcomm_comm *comm);

@@ -154,6 +154,7 @@ static void finish(struct mlcomm_request *req, mlcommResult_t res) {
   if (req->ti) req->ti->t->release(req->ti->state, &req->op, false);
   req->state = MLCOMM_REQ_DONE;
   req->result = res;
+  if (res != mlcommSuccess && req->comm) mlcomm_note_failure(req->comm, res);
   if (mlcomm_debug_level() >= MLCOMM_LOG_TRACE) trace(req, mlcommGetErrorString(res));
 }
 
@@ -321,6 +322,7 @@ static mlcommResult_t timed_out(struct mlcomm_request *req, double waited_ms, bo
                "MLCOMM_TIMEOUT_MS if the wait was legitimate; otherwise abort the communicator",
                mlcomm_op_kind_name(op->kind), (unsigned long long)op->seq, op->count,
                mlcomm_type_name(op->dtype), waited_ms, comm->rank, comm->nranks, report);
+  mlcomm_note_failure(comm, mlcommTimeout);
   if (owned) {
     const struct mlcomm_transport *t = req->ti->t;
     if (t->withdraw && t->withdraw(req->ti->state, &req->op)) {
@@ -371,6 +373,8 @@ mlcommResult_t mlcomm_request_wait_since(struct mlcomm_request *req, mlcommStatu
       mlcomm_comm_foreach(serve_comm, NULL);
       next_serve = now + 1.0;
     }
+    if (mlcomm_watch(comm, &req->op, now - t0) && req->state == MLCOMM_REQ_DONE)
+      continue; /* a peer died: the request failed, and completes above */
     if (timeout > 0 && now - t0 >= timeout) return timed_out(req, now - t0, owned);
     /* The backoff counts from the last time the call advanced, not from its start: a
      * 64 MiB allreduce that waits on its peer slice after slice must not yield the CPU
@@ -421,6 +425,10 @@ MLCOMM_API mlcommResult_t mlcommTest(mlcommRequest_t *request, int *done, mlcomm
   if (req->comm) {
     mlcomm_progress_all();
     mlcomm_diag_serve(req->comm);
+    /* Polling is waiting too: count from the request's first test. */
+    double now = mlcomm_now_ms();
+    if (req->t_first_test == 0) req->t_first_test = now;
+    if (req->state == MLCOMM_REQ_ACTIVE) mlcomm_watch(req->comm, &req->op, now - req->t_first_test);
   }
   if (!mlcomm_request_progress(req) && req->comm != NULL) return mlcommSuccess;
   *done = 1;

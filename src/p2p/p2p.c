@@ -49,6 +49,10 @@ MLCOMM_API mlcommResult_t mlcommRecvAsync(void *recvbuff, size_t count,
 static mlcommResult_t probe_args(mlcommComm_t comm, const char *fn, int peer, int tag,
                                  const struct mlcomm_tinst **ti) {
   MLCOMM_CHECK(mlcomm_comm_check(comm, fn));
+  mlcomm_revoke_serve(comm);
+  if (comm->revoked)
+    return mlcomm_error(comm, mlcommRemoteError, "%s: the communicator is revoked: %s", fn,
+                        comm->revoke_why);
   if (!(peer >= 0 && peer < comm->nranks) && peer != MLCOMM_ANY_SOURCE)
     return mlcomm_error(comm, mlcommInvalidArgument,
                         "%s: peer is %d, expected a rank in 0..%d or MLCOMM_ANY_SOURCE", fn, peer,
@@ -86,6 +90,9 @@ MLCOMM_API mlcommResult_t mlcommProbe(int peer, int tag, mlcommComm_t comm,
     if ((it & 15) == 15) mlcomm_progress_all();
     double waited = mlcomm_now_ms() - t0;
     if ((it & 255) == 255 && waited > 10.0) mlcomm_diag_serve(comm);
+    const struct mlcomm_op probing = {.kind = MLCOMM_OP_RECV, .peer = peer, .tag = tag};
+    if (mlcomm_watch(comm, &probing, waited))
+      return mlcomm_error(comm, mlcommRemoteError, "%s: %s", fn, comm->revoke_why);
     if (comm->config.timeoutMs > 0 && waited >= comm->config.timeoutMs)
       return mlcomm_error(comm, mlcommTimeout,
                           "%s: no message from %s%d with tag %d arrived within %.0f ms on rank %d",

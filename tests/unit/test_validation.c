@@ -165,6 +165,9 @@ static void null_comm(void **state)
   EXPECT_INVALID(mlcommCommSplit(c, 0, 0, &sub, NULL), c, "comm");
   EXPECT_INVALID(mlcommCommDestroy(c), c, "comm");
   EXPECT_INVALID(mlcommCommAbort(c), c, "comm");
+  EXPECT_INVALID(mlcommCommRevoke(c), c, "comm");
+  EXPECT_INVALID(mlcommCommShrink(c, &sub), c, "comm");
+  EXPECT_INVALID(mlcommCommFailedRank(c, &v), c, "comm");
   assert_true(req == MLCOMM_REQUEST_NULL);
 }
 
@@ -500,6 +503,24 @@ static void destroyed_comm(void **state)
   EXPECT_OK(mlcommCommAbort(c));
   EXPECT_INVALID(mlcommAllReduce(sendbuf, recvbuf, N, mlcommFloat32, mlcommSum, c), c, "comm");
   EXPECT_INVALID(mlcommCommDestroy(c), c, "comm");
+  EXPECT_INVALID(mlcommCommRevoke(c), c, "comm");
+
+  /* A revoked one stays a handle: calls fail with mlcommRemoteError, Shrink of a lone
+   * rank gives a working communicator of one, Destroy frees it. */
+  EXPECT_OK(mlcommCommInitFromMPI(&c, MPI_COMM_WORLD, NULL));
+  EXPECT_OK(mlcommCommRevoke(c));
+  assert_int_equal(mlcommAllReduce(sendbuf, recvbuf, N, mlcommFloat32, mlcommSum, c), mlcommRemoteError);
+  assert_non_null(strstr(mlcommGetLastError(c), "revoked"));
+  EXPECT_OK(mlcommCommFailedRank(c, &v));
+  assert_int_equal(v, -1);
+  EXPECT_INVALID(mlcommCommShrink(c, NULL), c, "newcomm");
+  mlcommComm_t shrunk = NULL;
+  EXPECT_OK(mlcommCommShrink(c, &shrunk));
+  EXPECT_OK(mlcommCommCount(shrunk, &v));
+  assert_int_equal(v, 1);
+  EXPECT_OK(mlcommAllReduce(sendbuf, recvbuf, N, mlcommFloat32, mlcommSum, shrunk));
+  EXPECT_OK(mlcommCommDestroy(shrunk));
+  EXPECT_OK(mlcommCommDestroy(c));
 
   /* A pointer that was never a communicator. */
   static char not_a_comm[256];

@@ -49,7 +49,12 @@ static const char usage[] =
     "checkpoints\n"
     "      --checkpoint-every N  write DIR/step_NNNNNNNN every N steps and at the end, 0 = never "
     "[0]\n"
-    "      --resume DIR        continue from a checkpoint (DIR/latest, or a step_ directory)\n";
+    "      --resume DIR        continue from a checkpoint (DIR/latest, or a step_ directory)\n"
+    "live view\n"
+    "      --dashboard[=MODE]  rank 0 redraws one screen per step: auto | screen | plain [auto:\n"
+    "                          a screen when stdout is a terminal, else one line per step]\n"
+    "      --survive           diloco: when a rank dies, the others shrink the communicator\n"
+    "                          and go on (one node; mpirun --enable-recovery)\n";
 
 enum {
   OPT_SHUFFLE = 1000,
@@ -71,6 +76,8 @@ enum {
   OPT_VAL_BATCHES,
   OPT_SAMPLE_EVERY,
   OPT_GEN_TOKENS,
+  OPT_DASHBOARD,
+  OPT_SURVIVE,
   OPT_TOKENIZER,
   OPT_METRICS,
   OPT_PLOT,
@@ -107,6 +114,8 @@ static const struct option long_options[] = {
     {"val-batches", required_argument, 0, OPT_VAL_BATCHES},
     {"sample-every", required_argument, 0, OPT_SAMPLE_EVERY},
     {"gen-tokens", required_argument, 0, OPT_GEN_TOKENS},
+    {"dashboard", optional_argument, 0, OPT_DASHBOARD},
+    {"survive", no_argument, 0, OPT_SURVIVE},
     {"tokenizer", required_argument, 0, OPT_TOKENIZER},
     {"out", required_argument, 0, 'o'},
     {"metrics", required_argument, 0, OPT_METRICS},
@@ -304,6 +313,15 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
       case OPT_GEN_TOKENS:
         rc = parse_int("--gen-tokens", a, 1, big, &o->gen_tokens, err, errlen);
         break;
+      case OPT_DASHBOARD: /* dash_mode: 1 auto, 2 screen, 3 plain */
+        if (a == NULL || strcmp(a, "auto") == 0) o->dashboard = 1;
+        else if (strcmp(a, "screen") == 0) o->dashboard = 2;
+        else if (strcmp(a, "plain") == 0) o->dashboard = 3;
+        else snprintf(err, errlen, "--dashboard=%s: expected auto, screen or plain", a), rc = -1;
+        break;
+      case OPT_SURVIVE:
+        o->survive = 1;
+        break;
       case OPT_TOKENIZER:
         o->tokenizer = a, o->tokenizer_given = 1;
         break;
@@ -346,6 +364,13 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
              "--load %s takes the shape from the checkpoint; drop --depth/--channels/--heads/"
              "--seq-len/--vocab",
              o->load);
+    return -1;
+  }
+  if (o->survive && o->sync != SYNC_DILOCO) {
+    snprintf(err, errlen,
+             "--survive needs --sync diloco: with %s every step needs every rank's gradient, so "
+             "a dead rank is survived by restarting from a checkpoint (gpt2_supervise)",
+             sync_mode_name(o->sync));
     return -1;
   }
   if (o->sync == SYNC_DILOCO && o->checkpoint_every % o->inner_steps != 0) {

@@ -34,6 +34,8 @@ typedef struct {
   /* checkpoints */
   int checkpoint_every;
   const char *resume;
+  int dashboard; /* dash_mode (dashboard.h): 0 off */
+  int survive;   /* diloco: carry on without a rank that died (survive.h) */
 } train_options;
 
 /* Parses argv into *o (defaults first). Returns 0 to run, 1 when --help was printed

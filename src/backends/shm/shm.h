@@ -62,6 +62,8 @@ struct shm_header {
   uint64_t magic;
   int32_t nranks;
   _Atomic int32_t aborted_by; /* rank + 1 that called mlcommCommAbort, or 0 */
+  _Atomic int32_t revoked_by; /* rank + 1 that revoked the communicator, or 0 */
+  _Atomic int32_t revoke_failed; /* rank + 1 that it named as failed first, or 0 */
 };
 
 /* The geometry every rank computes alike (from rank 0's tuning). */

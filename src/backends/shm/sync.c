@@ -206,6 +206,22 @@ static bool find_dead(struct shm_state *st) {
 }
 
 void shm_check_peers(struct shm_state *st) {
+  int32_t rby = atomic_load_explicit(&st->hdr->revoked_by, memory_order_acquire);
+  if (rby > 0 && rby - 1 != st->rank) {
+    if (st->liveness && find_dead(st)) return; /* as for an abort: say the death first */
+    int32_t f = atomic_load_explicit(&st->hdr->revoke_failed, memory_order_acquire);
+    if (f > 0)
+      shm_fail(st, mlcommRemoteError,
+               "rank %d failed first; rank %d revoked the communicator (mlcommCommRevoke) while "
+               "this rank (%d) waited on the shared-memory transport",
+               f - 1, rby - 1, st->rank);
+    else
+      shm_fail(st, mlcommRemoteError,
+               "rank %d revoked the communicator (mlcommCommRevoke) while this rank (%d) waited "
+               "on the shared-memory transport",
+               rby - 1, st->rank);
+    return;
+  }
   int32_t by = atomic_load_explicit(&st->hdr->aborted_by, memory_order_acquire);
   if (by > 0 && by - 1 != st->rank) {
     /* A peer that aborted has usually seen another one die: say so first, as the peer

@@ -212,6 +212,17 @@ static void shm_abort(void *state) {
   shm_fini(st);
 }
 
+/* Releases the peers blocked on this rank: they fail naming the revoker and the rank
+ * that failed first (sync.c). */
+static void shm_revoke(void *state, int by, int failed_rank) {
+  struct shm_state *st = state;
+  int32_t none = 0;
+  if (failed_rank >= 0) atomic_store(&st->hdr->revoke_failed, failed_rank + 1);
+  atomic_compare_exchange_strong(&st->hdr->revoked_by, &none, by + 1);
+  if (st->failed == mlcommSuccess)
+    shm_fail(st, mlcommRemoteError, "the communicator was revoked (mlcommCommRevoke)");
+}
+
 /* Indexed by enum shm_alg (shm.h). */
 static const char *const shm_algorithms[] = {"small", "direct", "pipeline", NULL};
 
@@ -233,6 +244,7 @@ const struct mlcomm_transport mlcomm_transport_shm = {
     .release = shm_release,
     .describe = shm_describe,
     .abort = shm_abort,
+    .revoke = shm_revoke,
     .mem_alloc = shm_mem_alloc,
     .mem_free = shm_mem_free,
 };
