@@ -37,7 +37,7 @@ static uint64_t fnv1a(const char *s) {
 
 /* The start time of a live process (/proc/<pid>/stat field 22); -1 when it is gone or
  * a zombie, so that a reused pid is not taken for the peer. */
-static int64_t proc_start_time(pid_t pid) {
+int64_t mlcomm_proc_start_time(pid_t pid) {
   char path[64], text[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
@@ -61,7 +61,7 @@ mlcommResult_t mlcomm_peers_gather(struct mlcomm_comm *comm) {
   int len = 0;
   MPI_Get_processor_name(host, &len);
   struct mlcomm_peer me = {.host = fnv1a(host), .pid = (int32_t)getpid()};
-  me.start = proc_start_time(getpid());
+  me.start = mlcomm_proc_start_time(getpid());
   comm->failed_rank = -1;
   comm->peers = calloc((size_t)comm->nranks, sizeof *comm->peers);
   if (comm->peers == NULL) return mlcomm_error(comm, mlcommSystemError, "out of memory for the peer table");
@@ -78,7 +78,7 @@ bool mlcomm_peer_dead(const struct mlcomm_comm *comm, int r) {
   if (r == comm->rank || !mlcomm_peer_local(comm, r) || comm->peers[r].start < 0) return false;
   const struct mlcomm_peer *p = &comm->peers[r];
   if (kill(p->pid, 0) != 0 && errno == ESRCH) return true;
-  return proc_start_time(p->pid) != p->start;
+  return mlcomm_proc_start_time(p->pid) != p->start;
 }
 
 static int first_dead(const struct mlcomm_comm *comm) {

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "mlcomm/mlcomm.h"
 #include "mlcomm_build_config.h"
@@ -177,6 +178,9 @@ struct mlcomm_comm *mlcomm_comm_or_null(struct mlcomm_comm *comm);
 void mlcomm_comm_foreach(void (*fn)(struct mlcomm_comm *, void *), void *arg);
 
 /* ---- failed peers and revocation (fault.c, shrink.c) */
+/* The start time of a live process (/proc/<pid>/stat field 22); -1 when it is gone or a
+ * zombie, so that a reused pid is not taken for the same process. */
+int64_t mlcomm_proc_start_time(pid_t pid);
 /* Collective over comm->coll_comm: fills comm->peers. */
 mlcommResult_t mlcomm_peers_gather(struct mlcomm_comm *comm);
 bool mlcomm_peer_local(const struct mlcomm_comm *comm, int r);

@@ -179,7 +179,7 @@ mlcommResult_t shm_segment_create(struct shm_state *st) {
   /* First touch of this rank's own region, then who we are. */
   memset(st->regions[st->rank], 0, st->lay.region_bytes);
   st->ctls[st->rank]->pid = (int32_t)getpid();
-  st->ctls[st->rank]->start_time = (uint64_t)shm_proc_start_time(getpid());
+  st->ctls[st->rank]->start_time = (uint64_t)mlcomm_proc_start_time(getpid());
   if (st->rank == 0) {
     st->hdr->magic = SHM_MAGIC;
     st->hdr->nranks = st->n;
@@ -191,7 +191,7 @@ mlcommResult_t shm_segment_create(struct shm_state *st) {
   /* Pid liveness works when every peer is visible from here (not another pid namespace). */
   st->liveness = true;
   for (int r = 0; r < st->n; r++) {
-    int64_t start = shm_proc_start_time(st->ctls[r]->pid);
+    int64_t start = mlcomm_proc_start_time(st->ctls[r]->pid);
     if (start < 0 || (uint64_t)start != st->ctls[r]->start_time) st->liveness = false;
   }
   if (!st->liveness)

@@ -217,7 +217,6 @@ void shm_check_peers(struct shm_state *st);
 mlcommResult_t shm_fail(struct shm_state *st, mlcommResult_t res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len);
-int64_t shm_proc_start_time(pid_t pid);
 
 /* Addresses */
 /* Where rank's one-shot payload of op sseq lies. Up to SHM_INLINE_BYTES it shares the

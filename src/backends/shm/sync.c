@@ -163,31 +163,9 @@ enum shm_step shm_await(struct shm_state *st, struct shm_op *o, int who) {
   return SHM_ADVANCED;
 }
 
-/* The start time of a live process (/proc/<pid>/stat field 22); -1 when it is gone or a
- * zombie. */
-int64_t shm_proc_start_time(pid_t pid) {
-  char path[64], text[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return -1;
-  size_t got = fread(text, 1, sizeof text - 1, f);
-  fclose(f);
-  text[got] = '\0';
-  const char *p = strrchr(text, ')'); /* the command name may hold spaces and ')' */
-  if (p == NULL) return -1;
-  char state = 0;
-  unsigned long long start = 0;
-  /* After ") ": state (field 3) ... starttime (field 22). */
-  if (sscanf(p + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
-             &state, &start) != 2)
-    return -1;
-  if (state == 'Z' || state == 'X' || state == 'x') return -1;
-  return (int64_t)start;
-}
-
 static bool alive(const struct shm_ctl *c) {
   if (kill(c->pid, 0) != 0 && errno == ESRCH) return false;
-  return shm_proc_start_time(c->pid) == (int64_t)c->start_time;
+  return mlcomm_proc_start_time(c->pid) == (int64_t)c->start_time;
 }
 
 /* Fails st naming the first dead peer; false when every peer is alive. */
