@@ -139,6 +139,7 @@ struct shm_op {
   size_t esize, bytes;     /* element size; this rank's payload bytes (send side) */
   size_t slice_elems;      /* elements per slice (per block for allgather/reduce-scatter) */
   bool small, direct, cma, published, checked, nt;
+  bool inl;                  /* one-shot, payload in the arrive line (all-to-all kinds) */
   uint64_t sig;              /* inline one-shot ops: the call's signature (sync.c), else 0 */
   int pinned;                /* the algorithm a tune rule pinned (enum shm_alg), or -1 */
   uint64_t send_off, recv_off;
@@ -236,10 +237,12 @@ _Static_assert(2 * sizeof(uint64_t) + 2 * SHM_INLINE_HALF <= SHM_LINE,
 static inline uint64_t *shm_arrive_seq(const struct shm_state *st, int rank) {
   return (uint64_t *)((char *)&st->ctls[rank]->arrive + sizeof(uint64_t) + 2 * SHM_INLINE_HALF);
 }
-static inline char *shm_small_slot(const struct shm_state *st, int rank, uint64_t sseq,
-                                   size_t payload) {
-  if (payload <= SHM_INLINE_BYTES) return shm_inline_half(st, rank, sseq) + sizeof(uint64_t);
-  return st->regions[rank] + st->lay.small_off + (sseq & 1) * st->lay.small_bytes;
+/* Small slots per rank for one-shot calls that do not go inline: a broadcast's root and
+ * a reduce's other ranks wait for no one, so they may run this many calls ahead. */
+#define SHM_SMALL_SLOTS 8
+static inline char *shm_small_slot(const struct shm_state *st, const struct shm_op *o, int rank) {
+  if (o->inl) return shm_inline_half(st, rank, o->sseq) + sizeof(uint64_t);
+  return st->regions[rank] + st->lay.small_off + (o->sseq % SHM_SMALL_SLOTS) * st->lay.small_bytes;
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {
   return st->regions[rank] + st->lay.in_off + (epoch % st->lay.slots) * st->lay.slice_bytes;

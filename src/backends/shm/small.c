@@ -22,8 +22,7 @@ static size_t payload(const struct shm_state *st, const struct mlcomm_op *op) {
 static void reduce_slots(struct shm_state *st, const struct shm_op *o, void *dst, size_t skip) {
   const struct mlcomm_op *op = o->op;
   const void *srcs[st->n];
-  size_t size = payload(st, op);
-  for (int j = 0; j < st->n; j++) srcs[j] = shm_small_slot(st, j, o->sseq, size) + skip;
+  for (int j = 0; j < st->n; j++) srcs[j] = shm_small_slot(st, o, j) + skip;
   shm_reduce_n(op, dst, srcs, st->n, op->count);
   if (op->redop == mlcommAvg) mlcomm_avg_finish(op->dtype, dst, op->count, st->n);
 }
@@ -35,7 +34,7 @@ enum shm_step shm_small_step(struct shm_state *st, struct shm_op *o) {
     if (!shm_small_slot_free(st, o)) return SHM_BLOCKED;
     size_t bytes = payload(st, op);
     bool writes = op->kind != MLCOMM_OP_BROADCAST || op->root == me;
-    if (bytes && writes) memcpy(shm_small_slot(st, me, o->sseq, bytes), op->sendbuf, bytes);
+    if (bytes && writes) memcpy(shm_small_slot(st, o, me), op->sendbuf, bytes);
     if (shm_publish(st, o) == SHM_BLOCKED) return SHM_BLOCKED;
   }
   bool bcast = op->kind == MLCOMM_OP_BROADCAST;
@@ -52,13 +51,13 @@ enum shm_step shm_small_step(struct shm_state *st, struct shm_op *o) {
     break;
   case MLCOMM_OP_REDUCESCATTER: reduce_slots(st, o, op->recvbuf, bytes * (size_t)me); break;
   case MLCOMM_OP_BROADCAST:
-    if (op->root != me) memcpy(op->recvbuf, shm_small_slot(st, op->root, o->sseq, bytes), bytes);
+    if (op->root != me) memcpy(op->recvbuf, shm_small_slot(st, o, op->root), bytes);
     else if (!op->in_place) memcpy(op->recvbuf, op->sendbuf, bytes);
     break;
   case MLCOMM_OP_ALLGATHER:
     for (int j = 0; j < st->n; j++)
       if (j != me || !op->in_place)
-        memcpy((char *)op->recvbuf + bytes * (size_t)j, shm_small_slot(st, j, o->sseq, bytes),
+        memcpy((char *)op->recvbuf + bytes * (size_t)j, shm_small_slot(st, o, j),
                bytes);
     break;
   default: break; /* barrier: arriving was all */

@@ -21,9 +21,11 @@ bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v) {
 }
 
 bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o) {
-  /* Every rank arrived at o - 1 only after finishing o - 2: if this rank saw that, the
-   * check costs no cache-line transfer (the usual case in a loop of allreduces). */
-  return o->sseq <= 2 || st->all_arrived + 1 >= o->sseq || SHM_ALL(st, done, o->sseq - 2);
+  /* Slot reuse distance: 2 inline (the arrive line's halves), SHM_SMALL_SLOTS else.
+   * Every rank arrived at o - k + 1 only after finishing o - k: if this rank saw that,
+   * the check costs no cache-line transfer (the usual case in a loop of allreduces). */
+  uint64_t k = o->inl ? 2 : SHM_SMALL_SLOTS;
+  return o->sseq <= k || st->all_arrived + k - 1 >= o->sseq || SHM_ALL(st, done, o->sseq - k);
 }
 
 bool shm_slice_slot_free(const struct shm_state *st, uint64_t e) {

@@ -127,7 +127,11 @@ static void plan(struct shm_state *st, struct shm_op *o) {
              (fits && (o->pinned < 0 || o->pinned == SHM_ALG_SMALL));
   o->user_op->alg = o->small ? SHM_ALG_SMALL : SHM_ALG_PIPELINE;
   o->send_off = o->recv_off = SHM_NO_OFF;
-  o->sig = o->small ? shm_inline_sig(st, op, o->sseq, payload) : 0;
+  /* Inline only where every rank waits for every other (the arrive line has two
+   * halves, so a rank runs at most one call ahead): not a broadcast or a reduce. */
+  o->inl = o->small && payload <= SHM_INLINE_BYTES && op->kind != MLCOMM_OP_BROADCAST &&
+           op->kind != MLCOMM_OP_REDUCE;
+  o->sig = o->inl ? shm_inline_sig(st, op, o->sseq, payload) : 0;
   if (o->small) return;
   o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
   o->nslices = (op->count + o->slice_elems - 1) / o->slice_elems;
