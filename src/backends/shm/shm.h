@@ -104,6 +104,7 @@ struct shm_state {
   char **regions;               /* every rank's region */
   uint64_t sseq;                /* shm ops started on this rank */
   uint64_t all_arrived;         /* the last op every rank was seen to arrive at */
+  uint64_t all_done;            /* the last op every rank was seen to finish */
   unsigned polls;               /* blocked polls, to read the clock only now and then */
   uint64_t epoch;               /* slices allotted so far */
   struct shm_op *head, *tail;   /* started, not finished: run in order */
@@ -129,6 +130,11 @@ struct shm_stage; /* stage.c: host copies of device buffers */
  * reduce-scatter + all-gather through the slices. */
 enum shm_alg { SHM_ALG_SMALL, SHM_ALG_DIRECT, SHM_ALG_PIPELINE };
 
+/* One-shot calls of up to SHM_INLINE_BYTES write no descriptor: the payload and a
+ * signature of the call share one line, in the arrive line (kinds where every rank
+ * waits for every other) or in the head line of a small slot (broadcast, reduce). */
+enum shm_inl { SHM_INL_NONE, SHM_INL_ARRIVE, SHM_INL_SLOT };
+
 struct shm_op {
   struct mlcomm_op *op;      /* what the algorithms run: user_op, or its staged shadow */
   struct mlcomm_op *user_op; /* the caller's op (the request's) */
@@ -139,7 +145,7 @@ struct shm_op {
   size_t esize, bytes;     /* element size; this rank's payload bytes (send side) */
   size_t slice_elems;      /* elements per slice (per block for allgather/reduce-scatter) */
   bool small, direct, cma, published, checked, nt;
-  bool inl;                  /* one-shot, payload in the arrive line (all-to-all kinds) */
+  int inl;                   /* enum shm_inl: where a tiny one-shot payload and its signature go */
   uint64_t sig;              /* inline one-shot ops: the call's signature (sync.c), else 0 */
   int pinned;                /* the algorithm a tune rule pinned (enum shm_alg), or -1 */
   uint64_t send_off, recv_off;
@@ -240,9 +246,20 @@ static inline uint64_t *shm_arrive_seq(const struct shm_state *st, int rank) {
 /* Small slots per rank for one-shot calls that do not go inline: a broadcast's root and
  * a reduce's other ranks wait for no one, so they may run this many calls ahead. */
 #define SHM_SMALL_SLOTS 8
-static inline char *shm_small_slot(const struct shm_state *st, const struct shm_op *o, int rank) {
-  if (o->inl) return shm_inline_half(st, rank, o->sseq) + sizeof(uint64_t);
+static inline char *shm_small_base(const struct shm_state *st, const struct shm_op *o, int rank) {
   return st->regions[rank] + st->lay.small_off + (o->sseq % SHM_SMALL_SLOTS) * st->lay.small_bytes;
+}
+/* Where rank's signature of inline op o lies: in its arrive line (all-to-all kinds),
+ * or at the head of its small slot (SHM_INL_SLOT: a broadcast or a reduce, whose
+ * readers then poll that one line instead of the arrive line and a descriptor). */
+static inline uint64_t *shm_sig_slot(const struct shm_state *st, const struct shm_op *o,
+                                     int rank) {
+  if (o->inl == SHM_INL_SLOT) return (uint64_t *)shm_small_base(st, o, rank);
+  return (uint64_t *)shm_inline_half(st, rank, o->sseq);
+}
+static inline char *shm_small_slot(const struct shm_state *st, const struct shm_op *o, int rank) {
+  if (o->inl) return (char *)shm_sig_slot(st, o, rank) + sizeof(uint64_t);
+  return shm_small_base(st, o, rank);
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {
   return st->regions[rank] + st->lay.in_off + (epoch % st->lay.slots) * st->lay.slice_bytes;

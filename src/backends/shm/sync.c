@@ -24,8 +24,17 @@ bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o) {
   /* Slot reuse distance: 2 inline (the arrive line's halves), SHM_SMALL_SLOTS else.
    * Every rank arrived at o - k + 1 only after finishing o - k: if this rank saw that,
    * the check costs no cache-line transfer (the usual case in a loop of allreduces). */
-  uint64_t k = o->inl ? 2 : SHM_SMALL_SLOTS;
-  return o->sseq <= k || st->all_arrived + k - 1 >= o->sseq || SHM_ALL(st, done, o->sseq - k);
+  uint64_t k = o->inl == SHM_INL_ARRIVE ? 2 : SHM_SMALL_SLOTS;
+  if (o->sseq <= k || st->all_arrived + k - 1 >= o->sseq || st->all_done + k >= o->sseq)
+    return true;
+  /* Read every rank's done counter only now, and remember the least one. */
+  uint64_t least = UINT64_MAX;
+  for (int r = 0; r < st->n; r++) {
+    uint64_t d = shm_load(&st->ctls[r]->done);
+    if (d < least) least = d;
+  }
+  ((struct shm_state *)st)->all_done = least;
+  return least + k >= o->sseq;
 }
 
 bool shm_slice_slot_free(const struct shm_state *st, uint64_t e) {
@@ -63,16 +72,15 @@ uint64_t shm_inline_sig(const struct shm_state *st, const struct mlcomm_op *op, 
          (uint64_t)op->kind << 60 | 1ull << 63;
 }
 
-static uint64_t *sig_of(const struct shm_state *st, int rank, uint64_t sseq) {
-  return (uint64_t *)shm_inline_half(st, rank, sseq);
-}
 
 static void publish(struct shm_state *st, struct shm_op *o) {
   const struct mlcomm_op *op = o->op;
   struct shm_ctl *me = st->ctls[st->rank];
   if (o->sig) {
-    /* Same cache line as the arrival: peers read the call with the flag. */
-    *sig_of(st, st->rank, o->sseq) = o->sig;
+    /* Same cache line as the payload (and the arrival, or the slot readers poll):
+     * peers read the call with the data. Released after the payload. */
+    atomic_store_explicit((_Atomic uint64_t *)shm_sig_slot(st, o, st->rank), o->sig,
+                          memory_order_release);
   } else {
     me->desc[o->sseq % SHM_DESC_RING] = (struct shm_desc){
         .sseq = o->sseq, .seq = op->seq, .count = op->count, .kind = (int32_t)op->kind,
@@ -86,10 +94,18 @@ static void publish(struct shm_state *st, struct shm_op *o) {
   o->published = true;
 }
 
-/* Rank j's call at op sseq from its inline signature, when it went inline there. */
-static bool peer_inline(const struct shm_state *st, int j, uint64_t sseq, struct shm_desc *d) {
-  uint64_t sig = *sig_of(st, j, sseq);
-  if (!(sig >> 63) || (sig & 0xffffffffu) != (sseq & 0xffffffffu)) return false;
+static bool sig_is_for(uint64_t sig, uint64_t sseq) {
+  return (sig >> 63) && (sig & 0xffffffffu) == (sseq & 0xffffffffu);
+}
+
+static uint64_t load_sig(const uint64_t *at) {
+  return atomic_load_explicit((const _Atomic uint64_t *)at, memory_order_acquire);
+}
+
+/* Rank j's call at op sseq from a signature at sig_at, when it went inline there. */
+static bool decode_sig(const uint64_t *sig_at, uint64_t sseq, struct shm_desc *d) {
+  uint64_t sig = load_sig(sig_at);
+  if (!sig_is_for(sig, sseq)) return false;
   *d = (struct shm_desc){.sseq = sseq, .root = (int32_t)(sig >> 32 & 0xffff),
                          .count = sig >> 48 & 31, .redop = (int32_t)(sig >> 53 & 7),
                          .dtype = (int32_t)(sig >> 56 & 15), .kind = (int32_t)(sig >> 60 & 7)};
@@ -110,13 +126,18 @@ static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
   const struct mlcomm_op *op = o->op;
   struct shm_desc inl;
   const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
-  bool j_inline = peer_inline(st, j, o->sseq, &inl);
-  if (j_inline) d = &inl;
+  /* j went inline at this op if either place holds a signature for it. */
+  uint64_t jsig = 0;
+  for (int mode = SHM_INL_ARRIVE; mode <= SHM_INL_SLOT && !jsig; mode++) {
+    struct shm_op probe = {.sseq = o->sseq, .inl = mode};
+    const uint64_t *at = shm_sig_slot(st, &probe, j);
+    if (decode_sig(at, o->sseq, &inl)) jsig = load_sig(at), d = &inl;
+  }
   bool same;
-  if (o->sig || j_inline)
-    same = o->sig == *sig_of(st, j, o->sseq); /* both inline, or a mismatch */
+  if (o->sig || jsig)
+    same = o->sig == jsig; /* both inline, or a mismatch */
   else
-    same = d->kind == (int32_t)op->kind && (op->kind == MLCOMM_OP_BARRIER ||
+    same = d->sseq == o->sseq && d->kind == (int32_t)op->kind && (op->kind == MLCOMM_OP_BARRIER ||
            (d->count == op->count && d->dtype == (int32_t)op->dtype)) &&
            (!reducing(op->kind) || d->redop == (int32_t)op->redop) &&
            (!rooted(op->kind) || d->root == op->root);
@@ -141,8 +162,18 @@ enum shm_step shm_publish(struct shm_state *st, struct shm_op *o) {
   return SHM_ADVANCED;
 }
 
+/* Has rank r arrived at o? For a slot-inline call, its signature in the slot says so
+ * without the arrive line; a rank that made another call shows in its arrive line. */
+static bool arrived_one(const struct shm_state *st, const struct shm_op *o, int r) {
+  if (o->inl == SHM_INL_SLOT && sig_is_for(load_sig(shm_sig_slot(st, o, r)), o->sseq)) return true;
+  return shm_load(&st->ctls[r]->arrive) >= o->sseq;
+}
+
 static bool arrived(const struct shm_state *st, const struct shm_op *o, int who) {
-  return who >= 0 ? shm_load(&st->ctls[who]->arrive) >= o->sseq : SHM_ALL(st, arrive, o->sseq);
+  if (who >= 0) return arrived_one(st, o, who);
+  for (int r = 0; r < st->n; r++)
+    if (!arrived_one(st, o, r)) return false;
+  return true;
 }
 
 /* A one-shot call inside a blocking wait polls its peers' lines in a tight loop for a
@@ -246,7 +277,12 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
       continue;
     }
     struct shm_desc inl;
-    const struct shm_desc *d = peer_inline(st, r, a, &inl) ? &inl : shm_peer_desc(st, r, a);
+    struct shm_op at_a = {.sseq = a, .inl = SHM_INL_ARRIVE};
+    const struct shm_desc *d = decode_sig(shm_sig_slot(st, &at_a, r), a, &inl)
+                                   ? &inl
+                                   : shm_peer_desc(st, r, a);
+    at_a.inl = SHM_INL_SLOT;
+    if (d->sseq != a && decode_sig(shm_sig_slot(st, &at_a, r), a, &inl)) d = &inl;
     bool fin = shm_load(&st->ctls[r]->done) >= a;
     mlcomm_append(buf, len, " (its last collective here: %s seq %llu, %s)",
            mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind),

@@ -127,11 +127,12 @@ static void plan(struct shm_state *st, struct shm_op *o) {
              (fits && (o->pinned < 0 || o->pinned == SHM_ALG_SMALL));
   o->user_op->alg = o->small ? SHM_ALG_SMALL : SHM_ALG_PIPELINE;
   o->send_off = o->recv_off = SHM_NO_OFF;
-  /* Inline only where every rank waits for every other (the arrive line has two
-   * halves, so a rank runs at most one call ahead): not a broadcast or a reduce. */
-  o->inl = o->small && payload <= SHM_INLINE_BYTES && op->kind != MLCOMM_OP_BROADCAST &&
-           op->kind != MLCOMM_OP_REDUCE;
-  o->sig = o->inl ? shm_inline_sig(st, op, o->sseq, payload) : 0;
+  /* Inline in the arrive line only where every rank waits for every other (it has two
+   * halves, so a rank runs at most one call ahead); a broadcast's or a reduce's
+   * signature heads its small slot, of which there are eight. */
+  bool rooted = op->kind == MLCOMM_OP_BROADCAST || op->kind == MLCOMM_OP_REDUCE;
+  o->sig = o->small ? shm_inline_sig(st, op, o->sseq, payload) : 0;
+  o->inl = !o->sig ? SHM_INL_NONE : rooted ? SHM_INL_SLOT : SHM_INL_ARRIVE;
   if (o->small) return;
   o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
   o->nslices = (op->count + o->slice_elems - 1) / o->slice_elems;
