@@ -12,6 +12,10 @@ CASE is one of
            an llm.c file holding the 1-rank run's final parameters (within 1e-5), which
            the 1-rank trainer loads, and a TP=2 x PP=2 run started from the 1-rank run's
            file (-e) evaluates it as the 1-rank run did
+  resume   checkpoints hold the whole model, not a layout: with shuffled data, a TP=2 x
+           PP=2 run checkpointing at step 4 gives the 1-rank run's losses, the 1-rank
+           trainer resumes its step 4 and a PP=2 run the 1-rank run's step 4, and both
+           give the 1-rank run's steps 5-8 (within 1e-5 relative)
   errors   layouts the ranks or the model do not allow are refused on every rank, with
            a sentence naming the flag, and nothing hangs
 """
@@ -127,6 +131,31 @@ def case_layouts(a, d):
         compare("TP=2 x PP=2 from the 1-rank file, val at step 0", {0: v[0]}, {0: v1[STEPS]})
 
 
+def case_resume(a, d):
+    train, val = tt.make_data(d)
+    ck = ["--shuffle", "--checkpoint-every", "4"]
+    args = lambda out, extra: tt.base_args(train, val, out, 4, steps=8, extra=ck + extra)
+    ref, mine = d + "/np1", d + "/tp2pp2"
+    layout = ["--tensor-parallel", "2", "--pipeline-parallel", "2", "--micro-batches", "2"]
+    if not (run(1, a.trainer, a.mpirun, args(ref, [])) and
+            run(4, a.trainer, a.mpirun, args(mine, layout))):
+        return
+    t1, _ = metrics(ref + "/metrics.jsonl")
+    t3, _ = metrics(mine + "/metrics.jsonl")
+    compare("TP=2 x PP=2 shuffled vs 1 rank", t3, t1)
+    tail = {s: t1[s] for s in t1 if s > 4}
+    for name, np_, src, extra in [("1 rank from TP=2 x PP=2's step 4", 1, mine, []),
+                                  ("PP=2 from 1 rank's step 4", 2, ref,
+                                   ["--pipeline-parallel", "2", "--micro-batches", "4"])]:
+        out = d + "/resumed_%d" % np_
+        got = run(np_, a.trainer, a.mpirun, args(out, extra + [
+            "--resume", src + "/step_00000004", "--metrics", out + ".jsonl"]))
+        if got:
+            t, _ = metrics(out + ".jsonl")
+            compare(name, t, tail)
+            print("%s: steps %s as the 1-rank run" % (name, sorted(t)))
+
+
 def case_errors(a, d):
     train, val = tt.make_data(d)
     cases = [  # ranks, flags, the flag the message must name
@@ -152,7 +181,7 @@ def case_errors(a, d):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["layouts", "errors"])
+    ap.add_argument("case", choices=["layouts", "resume", "errors"])
     ap.add_argument("--trainer", required=True)
     ap.add_argument("--mpirun", required=True)
     a = ap.parse_args()

@@ -57,14 +57,6 @@ int grid_check(const train_options *o, const gpt2_config *cfg, int nranks, int *
              sync_mode_name(o->sync));
     return -1;
   }
-  if (o->resume || o->checkpoint_every > 0) {
-    snprintf(err, errlen,
-             "%s is not available with --tensor-parallel/--pipeline-parallel/--data-parallel/"
-             "--micro-batches; save the model with --save FILE and start from it with -e FILE "
-             "(any layout)",
-             o->resume ? "--resume" : "--checkpoint-every");
-    return -1;
-  }
   *dp = nranks / (tp * pp);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "dataloader.h"
 #include "gpt2.h"
 #include "grid.h"
+#include "parallel_state.h"
 #include "pp.h"
 #include "report.h"
 #include "state.h"
@@ -28,6 +29,7 @@ typedef struct {
   gpt2_loader *train, *val;
   int *inputs, *targets; /* (B,T) */
   report rep;
+  long start_step;
   double step_bytes[TRAFFIC_GROUPS]; /* the last step's */
   double comm_total, time_total;     /* steps after the first */
   char source[4200];
@@ -65,7 +67,7 @@ static int load_part(run *r, char *err) {
     snprintf(r->source, sizeof r->source, "fresh GPT-2 initialisation (seed %llu)",
              (unsigned long long)r->o->seed);
   }
-  if (rc == 0) stage_take(&r->s, &full);
+  if (rc == 0) stage_take(&r->s, &full, full.params, r->s.params);
   free(full.params);
   return rc;
 }
@@ -74,8 +76,15 @@ static int setup(run *r, const char *transport, int *layout_bad, char *err) {
   const train_options *o = r->o;
   int nranks;
   mlcommCommCount(r->g.world, &nranks);
-  if (o->load) {
-    if (gpt2_checkpoint_read_config(o->load, &r->cfg, NULL, err, ERRLEN) != 0) return -1;
+  char dir[4096], from[4200];
+  if (o->resume) {
+    if (state_find(o->resume, dir, sizeof dir, err, ERRLEN) != 0) return -1;
+    snprintf(from, sizeof from, "%s/model.bin", dir);
+    snprintf(r->source, sizeof r->source, "resumed from %.4096s", dir);
+  }
+  if (o->load || o->resume) {
+    if (gpt2_checkpoint_read_config(o->resume ? from : o->load, &r->cfg, NULL, err, ERRLEN) != 0)
+      return -1;
   } else {
     r->cfg = (gpt2_config){.max_seq_len = o->max_seq_len, .vocab_size = o->vocab,
                            .padded_vocab_size = gpt2_padded_vocab(o->vocab),
@@ -105,11 +114,15 @@ static int setup_parts(run *r, char *err) {
   if (stage_init(&r->s, &r->cfg, g, o->B / M, o->T, pp_slots(g->pp, g->pp_rank, M), err,
                  ERRLEN) != 0)
     return -1;
-  if (load_part(r, err) != 0) return -1;
+  gpt2_loader_state pos;
+  if (o->resume ? pstate_load(o, &r->s, &r->start_step, &pos, err, ERRLEN) != 0
+                : load_part(r, err) != 0)
+    return -1;
   /* each replica reads as data-parallel rank dp_rank of the plain trainer */
   if (gpt2_loader_open(&r->train, o->train_pattern, o->B, o->T, g->dp_rank, g->dp, o->shuffle,
                        o->seed, err, ERRLEN) != 0)
     return -1;
+  if (o->resume && gpt2_loader_set_state(r->train, &pos, err, ERRLEN) != 0) return -1;
   if (o->val_pattern && gpt2_loader_open(&r->val, o->val_pattern, o->B, o->T, g->dp_rank, g->dp, 0,
                                          o->seed, err, ERRLEN) != 0)
     return -1;
@@ -126,7 +139,7 @@ static int setup_parts(run *r, char *err) {
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", o->out_dir);
     if (state_make_dirs(o->out_dir, err, ERRLEN) != 0) return -1;
   }
-  return report_open(&r->rep, metrics, 0, err, ERRLEN);
+  return report_open(&r->rep, metrics, o->resume != NULL, err, ERRLEN);
 }
 
 static int next_batch(run *r, gpt2_loader *l, const char *pattern, char *err) {
@@ -216,8 +229,8 @@ static int train(run *r, char *err) {
   const long tokens = (long)o->B * o->T * g->dp;
   size_t off[4], cnt[4];
   const int k = stage_owned(s, off, cnt);
-  if (r->val && o->val_every > 0 && validate(r, 0, err) != 0) return -1;
-  for (long step = 1; step <= o->steps; step++) {
+  if (r->start_step == 0 && r->val && o->val_every > 0 && validate(r, 0, err) != 0) return -1;
+  for (long step = r->start_step + 1; step <= o->steps; step++) {
     double t0 = grid_now();
     memset(g->bytes, 0, sizeof g->bytes);
     g->comm_seconds = 0.0;
@@ -242,11 +255,16 @@ static int train(run *r, char *err) {
     if (any && agreed_failure(r, bad, err)) return -1;
     double dt = grid_now() - t0;
     memcpy(r->step_bytes, g->bytes, sizeof g->bytes);
-    if (step > 1) r->comm_total += g->comm_seconds, r->time_total += dt;
+    if (step > r->start_step + 1) r->comm_total += g->comm_seconds, r->time_total += dt;
     if (g->rank == 0) report_step(&r->rep, step, o->steps, loss, dt, g->comm_seconds, tokens, 0);
     if (r->val && o->val_every > 0 && (step % o->val_every == 0 || step == o->steps) &&
         validate(r, step, err) != 0)
       return -1;
+    if (o->checkpoint_every > 0 && (step % o->checkpoint_every == 0 || step == o->steps)) {
+      int rc = pstate_save(o, step, s, r->train, err, ERRLEN);
+      if (agreed_failure(r, rc == -1, err) || rc != 0) return -1;
+      if (g->rank == 0) printf("checkpoint: %s/step_%08ld\n", o->out_dir, step);
+    }
   }
   return 0;
 }
@@ -330,7 +348,7 @@ static void summary(run *r, const char *transport) {
          (long)o->B * o->T * g->dp);
   printf("| AdamW      lr %g, betas %g %g, eps %g, weight decay %g\n", o->lr, o->beta1, o->beta2,
          o->eps, o->weight_decay);
-  printf("| steps      %ld\n", o->steps);
+  printf("| steps      %ld (starting after step %ld)\n", o->steps, r->start_step);
   printf("+------------------------------------------------------------------\n");
   if (o->sample_every > 0) printf("note: text samples are drawn by the plain trainer only\n");
   fflush(stdout);

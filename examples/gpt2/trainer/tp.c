@@ -168,7 +168,9 @@ static void walk(const stage *s, float *part, const gpt2_model *full, float *who
   }
 }
 
-void stage_take(stage *s, const gpt2_model *full) { walk(s, s->params, full, full->params, 0); }
+void stage_take(const stage *s, const gpt2_model *full, const float *whole, float *part) {
+  walk(s, part, full, (float *)whole, 0);
+}
 
 void stage_give(const stage *s, const float *src, const gpt2_model *full, float *dst) {
   walk(s, (float *)src, full, dst, 1);

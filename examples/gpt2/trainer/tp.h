@@ -63,8 +63,9 @@ int stage_init(stage *s, const gpt2_config *cfg, grid *g, int Bm, int T, int nsl
                size_t errlen);
 void stage_free(stage *s);
 
-/* s->params <- this rank's part of full (the whole model, same shape). */
-void stage_take(stage *s, const gpt2_model *full);
+/* part (a stage-layout buffer: params, m or v) <- this rank's part of whole (a buffer
+ * of full's layout: the whole model, same shape). */
+void stage_take(const stage *s, const gpt2_model *full, const float *whole, float *part);
 /* Writes this rank's part of src (a stage-layout buffer) into dst (a whole-model buffer
  * of full's layout, zero where this rank is not the one owner): replicated tensors come
  * from tensor rank 0, wte from the first stage, every thing from data-parallel rank 0. */
