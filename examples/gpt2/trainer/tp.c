@@ -84,8 +84,14 @@ int stage_init(stage *s, const gpt2_config *cfg, grid *g, int Bm, int T, int nsl
   if (s->last) slot += up16(BT * C) + 4 * up16(BT) + up16(BT * s->vs);
   s->slot_memory = aligned_alloc(64, nslots * slot * sizeof(float));
   s->slots = calloc(nslots, sizeof *s->slots);
-  size_t scratch = 3 * up16(BT * C) + up16(BT * 3 * s->a) + 2 * up16(BT * s->f) + up16(3 * BT);
+  size_t scratch = 3 * up16(BT * C) + up16(BT * 3 * s->a) + 2 * up16(BT * s->f) + up16(4 * BT);
   s->scratch = aligned_alloc(64, scratch * sizeof(float));
+  if (s->last) {
+    s->cls_scratch = malloc(gpt2_classifier_scratch((int)BT, C) * sizeof(float));
+    s->cls_dwte = malloc((size_t)s->vs * C * sizeof(float));
+    s->cls_targets = malloc(BT * sizeof(int));
+    if (!s->cls_scratch || !s->cls_dwte || !s->cls_targets) s->scratch = (free(s->scratch), NULL);
+  }
   if (!s->params || !s->grads || !s->m || !s->v || !s->slot_memory || !s->slots || !s->scratch) {
     snprintf(err, errlen, "out of memory for this rank's part of the model (%zu parameters, "
              "%d activation slots of %.1f MiB)", n, nslots, slot * 4.0 / 1048576.0);
@@ -118,6 +124,9 @@ void stage_free(stage *s) {
   free(s->slot_memory);
   free(s->slots);
   free(s->scratch);
+  free(s->cls_scratch);
+  free(s->cls_dwte);
+  free(s->cls_targets);
   memset(s, 0, sizeof *s);
 }
 
@@ -226,36 +235,43 @@ static void embed(stage *s, stage_slot *q) {
     for (int c = 0; c < C; c++) q->input[(size_t)n * C + c] += wpe[(size_t)(n % s->T) * C + c];
 }
 
-/* losses (BT) of the output head over this rank's vocabulary rows, combined */
+/* This rank's targets as rows of its wte block; others fall outside [0, rows), which
+ * the fused output head then never matches. */
+static const int *local_targets(stage *s, const int *targets) {
+  const int BT = s->Bm * s->T;
+  if (s->g->tp == 1) return targets;
+  for (int n = 0; n < BT; n++) s->cls_targets[n] = targets[n] - s->tp.vocab_lo;
+  return s->cls_targets;
+}
+
+/* losses (BT) of the output head: classifier.c's fused head over this rank's vocabulary
+ * rows, then the ranks' log-sum-exps and target logits combined */
 static double parallel_cross_entropy(stage *s, stage_slot *q) {
-  const int BT = s->Bm * s->T, C = s->cfg.channels, vs = s->vs, rows = s->tp.vocab_rows;
-  const int lo = s->tp.vocab_lo;
-  float *mx = s->scratch, *st = s->scratch + BT; /* (BT) max; (2BT) sums, target logits */
-  gpt2_matmul_forward(q->logits, q->lnf, s->params + s->part.layout.wte, NULL, BT, C, vs);
-#pragma omp parallel for
-  for (int n = 0; n < BT; n++) {
-    const float *l = q->logits + (size_t)n * vs;
-    float m = -INFINITY;
-    for (int j = 0; j < rows; j++) m = l[j] > m ? l[j] : m;
-    mx[n] = m;
+  const int BT = s->Bm * s->T, C = s->cfg.channels, rows = s->tp.vocab_rows;
+  const float *wte = s->params + s->part.layout.wte;
+  if (s->g->tp == 1) { /* the whole head: gpt2.c's call */
+    gpt2_classifier_forward(q->losses, q->lse, q->logits, s->cls_scratch, q->lnf, wte, q->targets,
+                            BT, C, rows);
+  } else {
+    float *mx = s->scratch, *st = mx + BT, *lse = st + 2 * BT; /* (BT) (2BT) (BT) */
+    const int *t = local_targets(s, q->targets);
+    if (rows > 0)
+      gpt2_classifier_forward(q->losses, lse, q->logits, s->cls_scratch, q->lnf, wte, t, BT, C,
+                              rows);
+    for (int n = 0; n < BT; n++) mx[n] = rows > 0 ? lse[n] : -INFINITY;
+    tp_reduce(s, mx, BT, mlcommMax);
+    for (int n = 0; n < BT; n++) { /* the owner's target logit is lse - loss */
+      st[n] = rows > 0 ? expf(lse[n] - mx[n]) : 0.0f;
+      st[BT + n] = t[n] >= 0 && t[n] < rows ? lse[n] - q->losses[n] : 0.0f;
+    }
+    tp_reduce(s, st, 2 * (size_t)BT, mlcommSum);
+    for (int n = 0; n < BT; n++) {
+      q->lse[n] = mx[n] + logf(st[n]);
+      q->losses[n] = q->lse[n] - st[BT + n];
+    }
   }
-  tp_reduce(s, mx, BT, mlcommMax);
-#pragma omp parallel for
-  for (int n = 0; n < BT; n++) {
-    const float *l = q->logits + (size_t)n * vs;
-    double sum = 0.0;
-    for (int j = 0; j < rows; j++) sum += expf(l[j] - mx[n]);
-    int t = q->targets[n] - lo;
-    st[n] = (float)sum;
-    st[BT + n] = t >= 0 && t < rows ? l[t] : 0.0f;
-  }
-  tp_reduce(s, st, 2 * (size_t)BT, mlcommSum);
   double total = 0.0;
-  for (int n = 0; n < BT; n++) {
-    q->lse[n] = mx[n] + logf(st[n]);
-    q->losses[n] = q->lse[n] - st[BT + n];
-    total += q->losses[n];
-  }
+  for (int n = 0; n < BT; n++) total += q->losses[n];
   return total;
 }
 
@@ -302,17 +318,19 @@ void stage_backward(stage *s, int sl, float dloss) {
   float *dqkv = dbtc + 2 * up16(btc), *dfch = dqkv + up16((size_t)BT * 3 * a);
   float *dfch_gelu = dfch + up16((size_t)BT * f);
   if (s->last) {
-    const int vs = s->vs, rows = s->tp.vocab_rows, v0 = s->tp.vocab_lo;
+    /* dlogits from the combined lse; the head overwrites its dwte, so it goes to
+     * scratch and is added (micro-batches accumulate) */
+    const int rows = s->tp.vocab_rows;
+    const size_t nw = (size_t)s->vs * C;
+    float *dwte = grads + lo->wte;
+    if (rows > 0)
+      gpt2_classifier_backward(dbtc, s->cls_dwte, q->logits, s->cls_scratch, q->lnf,
+                               params + lo->wte, q->lse, local_targets(s, q->targets), dloss, BT,
+                               C, rows, s->vs);
+    else
+      memset(dbtc, 0, btc * sizeof(float)), memset(s->cls_dwte, 0, nw * sizeof(float));
 #pragma omp parallel for
-    for (int n = 0; n < BT; n++) { /* logits -> dlogits = (softmax - onehot) * dloss */
-      float *l = q->logits + (size_t)n * vs;
-      for (int j = 0; j < vs; j++) {
-        float p = j < rows ? expf(l[j] - q->lse[n]) : 0.0f;
-        l[j] = (p - (v0 + j == q->targets[n] ? 1.0f : 0.0f)) * dloss;
-      }
-    }
-    gpt2_matmul_backward(dbtc, grads + lo->wte, NULL, q->logits, q->lnf, params + lo->wte, BT, C,
-                         vs);
+    for (size_t i = 0; i < nw; i++) dwte[i] += s->cls_dwte[i];
     tp_reduce(s, dbtc, btc, mlcommSum);
     memset(dres, 0, btc * sizeof(float));
     gpt2_layernorm_backward(dres, grads + lo->lnfw, grads + lo->lnfb, dbtc, stage_output(s, sl),

@@ -9,10 +9,12 @@
  * its bias) and one backward (the gradient at the layernorm's output, after the
  * column-parallel product), so two of each per layer. The first stage embeds (the owner
  * of a token's row supplies it, one all-reduce); the last runs the output head on its
- * vocabulary rows with a parallel cross-entropy: each rank keeps its (B,T,vocab_stride)
- * logits, the ranks agree on each row's max (all-reduce max) and then on the sum of
- * exponentials and the target's logit (one all-reduce of 2BT), so no rank ever holds
- * B*T*V logits; backward all-reduces the gradient at lnf's output.
+ * vocabulary rows with a parallel cross-entropy: each rank runs the fused output head
+ * (classifier.c) over its rows, keeping its (B,T,vocab_stride) logits, then the ranks
+ * agree on each row's largest log-sum-exp (all-reduce max of BT) and on the sum of
+ * their exponentials and the target's logit (one all-reduce of 2BT), so no rank ever
+ * holds B*T*V logits; backward turns the logits into their gradient with the combined
+ * log-sum-exp and all-reduces the gradient at lnf's output.
  *
  * Parameters are the shard layout of gpt2_model_setup_tp for a model of this stage's
  * layers only: [wte block | wpe | the stage's layers | lnfw lnfb]. Every stage allocates
@@ -53,6 +55,8 @@ typedef struct {
   stage_slot *slots;
   float *scratch; /* backward: dresidual, dbtc, dqkv, dfch, dfch_gelu; forward: proj */
   float *slot_memory;
+  float *cls_scratch, *cls_dwte; /* last stage: the fused head's scratch, its dwte */
+  int *cls_targets;              /* last stage: targets as rows of this rank's block */
   grid *g;
   mlcommResult_t failed; /* first failure of a collective in forward/backward */
 } stage;
