@@ -6,16 +6,17 @@ usage: test_train_parallel.py CASE --trainer PATH --mpirun PATH
 
 CASE is one of
   layouts  TP=2, PP=2 (2 micro-batches), TP=2 x PP=2 (4 micro-batches) and TP=2 x DP=2
-           give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
+           (--sync allreduce and zero1) give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
            at the same global batch; the bytes each rank hands mlcomm per step and group
            (OUT/comm_bytes.json) equal the formula below; the TP=2 x PP=2 run's --save is
            an llm.c file holding the 1-rank run's final parameters (within 1e-5), which
            the 1-rank trainer loads, and a TP=2 x PP=2 run started from the 1-rank run's
            file (-e) evaluates it as the 1-rank run did
   resume   checkpoints hold the whole model, not a layout: with shuffled data, a TP=2 x
-           PP=2 run checkpointing at step 4 gives the 1-rank run's losses, the 1-rank
-           trainer resumes its step 4 and a PP=2 run the 1-rank run's step 4, and both
-           give the 1-rank run's steps 5-8 (within 1e-5 relative)
+           PP=2 run and a TP=2 x DP=2 zero1 run checkpointing at step 4 give the 1-rank
+           run's losses; the 1-rank trainer resumes the first's step 4, a PP=2 run the
+           1-rank run's, the plain trainer on 2 ranks the zero1 run's, and all give the
+           1-rank run's steps 5-8 (within 1e-5 relative)
   errors   layouts the ranks or the model do not allow are refused on every rank, with
            a sentence naming the flag, and nothing hangs
 """
@@ -46,7 +47,7 @@ def shard_sizes(tp, pp, stage):
     return vs, nl, owned
 
 
-def expected_bytes(tp, pp, dp, M, B, stage):
+def expected_bytes(tp, pp, dp, M, B, stage, sync="allreduce"):
     """Bytes a rank of this stage hands mlcomm per step, per group (see docs/gpt2.md)."""
     vs, nl, owned = shard_sizes(tp, pp, stage)
     Bm = B // M
@@ -56,7 +57,13 @@ def expected_bytes(tp, pp, dp, M, B, stage):
     return {"tp": M * per_mb_tp if tp > 1 else 0,
             "pp": M * act * ((stage < pp - 1) + (stage > 0)) if pp > 1 else 0,
             "emb": vs * C * 4 if pp > 1 and (first or last) else 0,
-            "dp": owned * 4 if dp > 1 else 0}
+            "dp": 0 if dp == 1 else owned * 4 if sync == "allreduce" else zero1_bytes(owned, dp)}
+
+
+def zero1_bytes(owned, dp):
+    """ReduceScatter of the padded buffer, AllGather of one shard (multiples of 16)."""
+    shard = (owned + 16 * dp - 1) // (16 * dp) * 16
+    return 4 * (shard * dp + shard)
 
 
 def read_params(path):
@@ -66,13 +73,13 @@ def read_params(path):
     return struct.unpack("<%df" % (len(body) // 4), body)
 
 
-def check_bytes(name, out, tp, pp, dp, M, B):
+def check_bytes(name, out, tp, pp, dp, M, B, sync):
     with open(out + "/comm_bytes.json") as f:
         got = json.load(f)
     check((got["tp"], got["pp"], got["dp"], got["micro_batches"]) == (tp, pp, dp, M),
           "%s: layout in comm_bytes.json %s" % (name, got))
     for r, x in enumerate(got["ranks"]):
-        want = expected_bytes(tp, pp, dp, M, B, r // tp % pp)
+        want = expected_bytes(tp, pp, dp, M, B, r // tp % pp, sync)
         for g in want:
             check(x[g] == want[g], "%s rank %d: %s bytes %d, formula %d" % (name, r, g, x[g],
                                                                             want[g]))
@@ -86,28 +93,29 @@ def case_layouts(a, d):
         return
     t1, v1 = metrics(ref + "/metrics.jsonl")
     check(len(t1) == STEPS and t1[STEPS][0] < t1[1][0], "the reference run trains: %s" % t1)
-    layouts = [  # name, ranks, tp, pp, dp, micro-batches, rows per replica
-        ("TP=2", 2, 2, 1, 1, 1, 4),
-        ("PP=2", 2, 1, 2, 1, 2, 4),
-        ("TP=2 x PP=2", 4, 2, 2, 1, 4, 4),
-        ("TP=2 x DP=2", 4, 2, 1, 2, 1, 2),
+    layouts = [  # name, ranks, tp, pp, dp, micro-batches, rows per replica, --sync
+        ("TP=2", 2, 2, 1, 1, 1, 4, "allreduce"),
+        ("PP=2", 2, 1, 2, 1, 2, 4, "allreduce"),
+        ("TP=2 x PP=2", 4, 2, 2, 1, 4, 4, "allreduce"),
+        ("TP=2 x DP=2", 4, 2, 1, 2, 1, 2, "allreduce"),
+        ("TP=2 x DP=2 zero1", 4, 2, 1, 2, 1, 2, "zero1"),
     ]
-    for name, np_, tp, pp, dp, M, B in layouts:
-        out = d + "/%d_%d_%d" % (tp, pp, dp)
+    for name, np_, tp, pp, dp, M, B, sync in layouts:
+        out = d + "/%d_%d_%d_%s" % (tp, pp, dp, sync)
         extra = ["--tensor-parallel", str(tp), "--pipeline-parallel", str(pp),
-                 "--data-parallel", str(dp), "--micro-batches", str(M),
+                 "--data-parallel", str(dp), "--micro-batches", str(M), "--sync", sync,
                  "--save", out + "/final.bin"]
         if not run(np_, a.trainer, a.mpirun, base(out, B, extra)):
             continue
         t2, v2 = metrics(out + "/metrics.jsonl")
         compare(name + " vs 1 rank, train", t2, t1)
         compare(name + " vs 1 rank, val", v2, v1)
-        check_bytes(name, out, tp, pp, dp, M, B)
+        check_bytes(name, out, tp, pp, dp, M, B, sync)
         worst = max(abs(t2[s][0] - t1[s][0]) / t1[s][0] for s in t1 if s in t2)
         print("%s, %d micro-batch(es): %d steps, losses within %.1e of 1 rank" %
               (name, M, len(t2), worst))
     # the 3D run's final model is the 1-rank run's, in llm.c's format
-    mine = d + "/2_2_1/final.bin"
+    mine = d + "/2_2_1_allreduce/final.bin"
     if not os.path.exists(mine):
         return
     tt.check_llmc_model(mine)
@@ -120,7 +128,7 @@ def case_layouts(a, d):
     if run(1, a.trainer, a.mpirun, ["-e", mine] + tt.base_args(train, val, again, 4, steps=1,
                                                                shape=False)):
         _, v = metrics(again + "/metrics.jsonl")
-        _, v3 = metrics(d + "/2_2_1/metrics.jsonl")
+        _, v3 = metrics(d + "/2_2_1_allreduce/metrics.jsonl")
         compare("1 rank from the TP=2 x PP=2 file, val at step 0", {0: v[0]}, {0: v3[STEPS]})
     # and a 3D run starts from the 1-rank file (another layout, same model)
     other = d + "/from_np1"
@@ -144,10 +152,19 @@ def case_resume(a, d):
     t3, _ = metrics(mine + "/metrics.jsonl")
     compare("TP=2 x PP=2 shuffled vs 1 rank", t3, t1)
     tail = {s: t1[s] for s in t1 if s > 4}
+    # zero1 over two replicas of a TP=2 model: its checkpoint is the plain trainer's too
+    z1 = d + "/tp2dp2_zero1"
+    zargs = lambda out, extra: tt.base_args(train, val, out, 2, steps=8, extra=ck + extra)
+    if run(4, a.trainer, a.mpirun, zargs(z1, ["--tensor-parallel", "2", "--data-parallel", "2",
+                                              "--sync", "zero1"])):
+        tz, _ = metrics(z1 + "/metrics.jsonl")
+        compare("TP=2 x DP=2 zero1 shuffled vs 1 rank", tz, t1)
     for name, np_, src, extra in [("1 rank from TP=2 x PP=2's step 4", 1, mine, []),
                                   ("PP=2 from 1 rank's step 4", 2, ref,
-                                   ["--pipeline-parallel", "2", "--micro-batches", "4"])]:
-        out = d + "/resumed_%d" % np_
+                                   ["--pipeline-parallel", "2", "--micro-batches", "4"]),
+                                  ("2 plain ranks (zero1) from TP=2 x DP=2 zero1's step 4", 2, z1,
+                                   ["--sync", "zero1", "-b", "2"])]:
+        out = d + "/resumed_%d_%d" % (np_, len(extra))
         got = run(np_, a.trainer, a.mpirun, args(out, extra + [
             "--resume", src + "/step_00000004", "--metrics", out + ".jsonl"]))
         if got:
@@ -164,7 +181,7 @@ def case_errors(a, d):
         (3, ["--pipeline-parallel", "3"], "--pipeline-parallel 3 must divide the layer count"),
         (2, ["--tensor-parallel", "2", "--data-parallel", "2"], "--data-parallel 2"),
         (2, ["--pipeline-parallel", "2", "--micro-batches", "3"], "--micro-batches 3"),
-        (2, ["--tensor-parallel", "2", "--sync", "zero1"], "--sync zero1"),
+        (2, ["--tensor-parallel", "2", "--sync", "diloco"], "--sync diloco"),
         (2, ["--pipeline-parallel", "0"], "--pipeline-parallel"),
     ]
     for np_, flags, needle in cases:

@@ -50,10 +50,10 @@ int grid_check(const train_options *o, const gpt2_config *cfg, int nranks, int *
              o->micro_batches, o->B);
     return -1;
   }
-  if (o->sync != SYNC_ALLREDUCE) {
+  if (o->sync == SYNC_DILOCO) {
     snprintf(err, errlen,
              "--sync %s is not available with --tensor-parallel/--pipeline-parallel/"
-             "--data-parallel/--micro-batches; those replicas combine with --sync allreduce",
+             "--data-parallel/--micro-batches; those replicas combine with --sync allreduce or zero1",
              sync_mode_name(o->sync));
     return -1;
   }

@@ -38,7 +38,7 @@ typedef struct {
 
 /* Checks the layout against the world size and the model's shape: TP x PP x DP must be
  * the rank count (DP 0: world / (TP x PP)), TP must divide NH and 4C, PP the layer count,
- * --micro-batches the rows -b; only --sync allreduce combines the replicas. Sets
+ * --micro-batches the rows -b; --sync allreduce or zero1 combines the replicas. Sets
  * *dp. err names the flag. Local: every rank reaches the same verdict. */
 int grid_check(const train_options *o, const gpt2_config *cfg, int nranks, int *dp, char *err,
                size_t errlen);

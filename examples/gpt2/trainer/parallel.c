@@ -10,6 +10,7 @@
 #endif
 
 #include "dataloader.h"
+#include "dp.h"
 #include "gpt2.h"
 #include "grid.h"
 #include "parallel_state.h"
@@ -25,6 +26,7 @@ typedef struct {
   grid g;
   int have_grid;
   stage s;
+  dp_sync dp;
   gpt2_config cfg;
   gpt2_loader *train, *val;
   int *inputs, *targets; /* (B,T) */
@@ -114,10 +116,20 @@ static int setup_parts(run *r, char *err) {
   if (stage_init(&r->s, &r->cfg, g, o->B / M, o->T, pp_slots(g->pp, g->pp_rank, M), err,
                  ERRLEN) != 0)
     return -1;
+  if (dp_init(&r->dp, &r->s, o->sync, err, ERRLEN) != 0) return -1;
   gpt2_loader_state pos;
-  if (o->resume ? pstate_load(o, &r->s, &r->start_step, &pos, err, ERRLEN) != 0
-                : load_part(r, err) != 0)
+  if (o->resume) {
+    const size_t n = r->s.part.layout.num_params;
+    float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+    int rc = m && v ? pstate_load(o, &r->s, m, v, &r->start_step, &pos, err, ERRLEN) : -1;
+    if (!m || !v) snprintf(err, ERRLEN, "out of memory for the optimizer state");
+    if (rc == 0) dp_set_moments(&r->dp, m, v);
+    free(m);
+    free(v);
+    if (rc != 0) return -1;
+  } else if (load_part(r, err) != 0) {
     return -1;
+  }
   /* each replica reads as data-parallel rank dp_rank of the plain trainer */
   if (gpt2_loader_open(&r->train, o->train_pattern, o->B, o->T, g->dp_rank, g->dp, o->shuffle,
                        o->seed, err, ERRLEN) != 0)
@@ -175,31 +187,6 @@ static int world_loss(run *r, double loss_sum, int bad, float *loss) {
   return v[1] != 0.0f;
 }
 
-/* Gradients of the parts held twice or more: wte between the first and last stage,
- * then everything over the replicas. */
-static mlcommResult_t combine_gradients(run *r) {
-  grid *g = &r->g;
-  stage *s = &r->s;
-  mlcommResult_t rc = mlcommSuccess;
-  const gpt2_layout *lo = &s->part.layout;
-  if (g->emb_comm) {
-    size_t n = (size_t)s->vs * r->cfg.channels;
-    rc = GRID_CALL(g, TRAFFIC_EMB, n * sizeof(float),
-                   mlcommAllReduce(s->grads + lo->wte, s->grads + lo->wte, n, mlcommFloat32,
-                                   mlcommSum, g->emb_comm));
-  }
-  if (g->dp == 1 || rc != mlcommSuccess) return rc;
-  size_t off[4], cnt[4];
-  int k = stage_owned(s, off, cnt);
-  mlcommRequest_t req[4];
-  for (int i = 0; i < k && rc == mlcommSuccess; i++)
-    rc = GRID_CALL(g, TRAFFIC_DP, cnt[i] * sizeof(float),
-                   mlcommAllReduceAsync(s->grads + off[i], s->grads + off[i], cnt[i],
-                                        mlcommFloat32, mlcommAvg, g->dp_comm, &req[i]));
-  mlcommResult_t w = GRID_CALL(g, TRAFFIC_DP, 0, mlcommWaitAll(rc == mlcommSuccess ? k : 0, req, NULL));
-  return rc != mlcommSuccess ? rc : w;
-}
-
 static int validate(run *r, long step, char *err) {
   const train_options *o = r->o;
   int nb = (int)gpt2_loader_num_batches(r->val);
@@ -221,14 +208,33 @@ static int validate(run *r, long step, char *err) {
   return 0;
 }
 
+/* The moments come from the replicas first (zero1 holds shards). */
+static int checkpoint(run *r, long step, char *err) {
+  const size_t n = r->s.part.layout.num_params;
+  float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+  int failed = !m || !v;
+  if (failed) snprintf(err, ERRLEN, "out of memory for the optimizer state");
+  if (!ranks_failed(r->g.world, failed, NULL)) {
+    mlcommResult_t rc = dp_get_moments(&r->dp, m, v);
+    failed = rc != mlcommSuccess;
+    if (failed) snprintf(err, ERRLEN, "gathering the optimizer state: %s", mlcommGetErrorString(rc));
+  }
+  int rc = -2;
+  if (!ranks_failed(r->g.world, failed, NULL))
+    rc = pstate_save(r->o, step, &r->s, m, v, r->train, err, ERRLEN);
+  else if (failed)
+    rc = -1;
+  free(m);
+  free(v);
+  return rc;
+}
+
 static int train(run *r, char *err) {
   const train_options *o = r->o;
   grid *g = &r->g;
   stage *s = &r->s;
   const gpt2_adamw opt = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   const long tokens = (long)o->B * o->T * g->dp;
-  size_t off[4], cnt[4];
-  const int k = stage_owned(s, off, cnt);
   if (r->start_step == 0 && r->val && o->val_every > 0 && validate(r, 0, err) != 0) return -1;
   for (long step = r->start_step + 1; step <= o->steps; step++) {
     double t0 = grid_now();
@@ -238,16 +244,13 @@ static int train(run *r, char *err) {
     memset(s->grads, 0, s->part.layout.num_params * sizeof(float));
     double loss_sum = pp_train(s, o->micro_batches, r->inputs, r->targets,
                                1.0f / ((float)o->B * o->T));
-    mlcommResult_t rc = combine_gradients(r);
+    mlcommResult_t rc = dp_step(&r->dp, &opt, step);
     if (rc == mlcommSuccess) rc = s->failed;
     if (rc != mlcommSuccess && !bad) {
       snprintf(err, ERRLEN, "step %ld: %s: %s", step, mlcommGetErrorString(rc),
                mlcommGetLastError(NULL));
       bad = 1;
     }
-    for (int i = 0; i < k; i++)
-      gpt2_adamw_update(&opt, s->params + off[i], s->grads + off[i], s->m + off[i], s->v + off[i],
-                        cnt[i], step);
     float loss;
     double c0 = grid_now();
     int any = world_loss(r, loss_sum, bad, &loss);
@@ -261,7 +264,7 @@ static int train(run *r, char *err) {
         validate(r, step, err) != 0)
       return -1;
     if (o->checkpoint_every > 0 && (step % o->checkpoint_every == 0 || step == o->steps)) {
-      int rc = pstate_save(o, step, s, r->train, err, ERRLEN);
+      int rc = checkpoint(r, step, err);
       if (agreed_failure(r, rc == -1, err) || rc != 0) return -1;
       if (g->rank == 0) printf("checkpoint: %s/step_%08ld\n", o->out_dir, step);
     }
@@ -346,6 +349,8 @@ static void summary(run *r, const char *transport) {
   printf("| batch      B=%d x T=%d per replica in %d micro-batch%s (1F1B) = %ld tokens per step\n",
          o->B, o->T, o->micro_batches, o->micro_batches == 1 ? "" : "es",
          (long)o->B * o->T * g->dp);
+  printf("| replicas   --sync %s over each data-parallel group of %d\n", sync_mode_name(o->sync),
+         g->dp);
   printf("| AdamW      lr %g, betas %g %g, eps %g, weight decay %g\n", o->lr, o->beta1, o->beta2,
          o->eps, o->weight_decay);
   printf("| steps      %ld (starting after step %ld)\n", o->steps, r->start_step);
@@ -388,6 +393,7 @@ int parallel_run(const train_options *o, mlcommComm_t world, const char *transpo
   free(r.targets);
   if (r.val) gpt2_loader_close(r.val);
   if (r.train) gpt2_loader_close(r.train);
+  dp_free(&r.dp);
   stage_free(&r.s);
   grid_free(&r.g);
   return failed ? 1 : 0;

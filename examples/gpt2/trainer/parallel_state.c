@@ -8,14 +8,14 @@
 #include "state.h"
 #include "sync.h"
 
-int pstate_save(const train_options *o, long step, stage *s, const gpt2_loader *train, char *err,
-                size_t errlen) {
+int pstate_save(const train_options *o, long step, stage *s, const float *m, const float *v,
+                const gpt2_loader *train, char *err, size_t errlen) {
   grid *g = s->g;
   gpt2_model full;
   gpt2_model_setup(&full, &s->cfg, err, errlen);
   const size_t n = full.layout.num_params;
   float *whole[3] = {calloc(n, sizeof(float)), calloc(n, sizeof(float)), calloc(n, sizeof(float))};
-  const float *mine[3] = {s->params, s->m, s->v};
+  const float *mine[3] = {s->params, m, v};
   int failed = !whole[0] || !whole[1] || !whole[2];
   if (failed) snprintf(err, errlen, "out of memory for the whole model's checkpoint");
   for (int k = 0; k < 3 && !failed; k++) stage_give(s, mine[k], &full, whole[k]);
@@ -56,15 +56,15 @@ int pstate_save(const train_options *o, long step, stage *s, const gpt2_loader *
   return rc;
 }
 
-int pstate_load(const train_options *o, stage *s, long *step, gpt2_loader_state *pos, char *err,
-                size_t errlen) {
+int pstate_load(const train_options *o, stage *s, float *m_out, float *v_out, long *step,
+                gpt2_loader_state *pos, char *err, size_t errlen) {
   const grid *g = s->g;
   char dir[4096], path[4200];
   trainer_info info;
   if (state_find(o->resume, dir, sizeof dir, err, errlen) != 0) return -1;
   if (state_read_info(dir, g->dp_rank, &info, pos, err, errlen) != 0) return -1;
   if (info.nranks != g->dp || info.B != o->B || info.T != o->T || info.shuffle != o->shuffle ||
-      (o->shuffle && info.seed != o->seed) || info.sync == SYNC_DILOCO) {
+      (o->shuffle && info.seed != o->seed) || info.sync == SYNC_DILOCO) { /* zero1's are whole */
     snprintf(err, errlen,
              "--resume %.512s: it was written by %d data-parallel replica%s with -b %d -T %d%s "
              "(--sync %s); resume with --data-parallel %d and the same batch shape and shuffling "
@@ -88,8 +88,8 @@ int pstate_load(const train_options *o, stage *s, long *step, gpt2_loader_state 
     rc = 0;
   if (rc == 0) {
     stage_take(s, &full, p, s->params);
-    stage_take(s, &full, m, s->m);
-    stage_take(s, &full, v, s->v);
+    stage_take(s, &full, m, m_out);
+    stage_take(s, &full, v, v_out);
     *step = info.step;
   }
   free(p);

@@ -16,15 +16,17 @@
 #include "options.h"
 #include "tp.h"
 
-/* Collective over the world: writes OUT/step_NNNNNNNN (state_save's rules: written as
+/* Collective over the world: m, v are this rank's part's AdamW moments (stage layout);
+ * writes OUT/step_NNNNNNNN (state_save's rules: written as
  * .tmp, renamed when complete, then latest). 0, or -1 on this rank's failure, -2 on
  * another's. */
-int pstate_save(const train_options *o, long step, stage *s, const gpt2_loader *train, char *err,
-                size_t errlen);
+int pstate_save(const train_options *o, long step, stage *s, const float *m, const float *v,
+                const gpt2_loader *train, char *err, size_t errlen);
 
-/* Local: reads the checkpoint found from o->resume into this rank's part (parameters,
- * AdamW moments), and its replica's data position; *step the steps done. */
-int pstate_load(const train_options *o, stage *s, long *step, gpt2_loader_state *pos, char *err,
-                size_t errlen);
+/* Local: reads the checkpoint found from o->resume into this rank's part: parameters
+ * into s->params, AdamW moments into m and v (stage layout), its replica's data position;
+ * *step the steps done. */
+int pstate_load(const train_options *o, stage *s, float *m, float *v, long *step,
+                gpt2_loader_state *pos, char *err, size_t errlen);
 
 #endif /* GPT2_TRAINER_PARALLEL_STATE_H */
