@@ -5,8 +5,9 @@ and synthetic shards of test_train.py.
 usage: test_train_parallel.py CASE --trainer PATH --mpirun PATH
 
 CASE is one of
-  layouts  TP=2, PP=2 (2 micro-batches), TP=2 x PP=2 (4 micro-batches) and TP=2 x DP=2
-           (--sync allreduce and zero1) give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
+  layouts  TP=2, PP=2 (2 micro-batches), TP=2 x PP=2 (4 micro-batches; and 2 on -t shm),
+           TP=2 x DP=2 (--sync allreduce and zero1), TP=2 x PP=2 x DP=2 on 8 ranks and
+           1 rank in 2 micro-batches give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
            at the same global batch; the bytes each rank hands mlcomm per step and group
            (OUT/comm_bytes.json) equal the formula below; the TP=2 x PP=2 run's --save is
            an llm.c file holding the 1-rank run's final parameters (within 1e-5), which
@@ -93,29 +94,33 @@ def case_layouts(a, d):
         return
     t1, v1 = metrics(ref + "/metrics.jsonl")
     check(len(t1) == STEPS and t1[STEPS][0] < t1[1][0], "the reference run trains: %s" % t1)
-    layouts = [  # name, ranks, tp, pp, dp, micro-batches, rows per replica, --sync
-        ("TP=2", 2, 2, 1, 1, 1, 4, "allreduce"),
-        ("PP=2", 2, 1, 2, 1, 2, 4, "allreduce"),
-        ("TP=2 x PP=2", 4, 2, 2, 1, 4, 4, "allreduce"),
-        ("TP=2 x DP=2", 4, 2, 1, 2, 1, 2, "allreduce"),
-        ("TP=2 x DP=2 zero1", 4, 2, 1, 2, 1, 2, "zero1"),
+    layouts = [  # name, ranks, tp, pp, dp, micro-batches, rows per replica, --sync, -t
+        ("TP=2", 2, 2, 1, 1, 1, 4, "allreduce", "mpi"),
+        ("PP=2", 2, 1, 2, 1, 2, 4, "allreduce", "mpi"),
+        ("TP=2 x PP=2", 4, 2, 2, 1, 4, 4, "allreduce", "mpi"),
+        ("TP=2 x PP=2 -t shm", 4, 2, 2, 1, 2, 4, "allreduce", "shm"),
+        ("TP=2 x DP=2", 4, 2, 1, 2, 1, 2, "allreduce", "mpi"),
+        ("TP=2 x DP=2 zero1", 4, 2, 1, 2, 1, 2, "zero1", "mpi"),
+        ("TP=2 x PP=2 x DP=2", 8, 2, 2, 2, 2, 2, "allreduce", "mpi"),
+        ("1 rank", 1, 1, 1, 1, 2, 4, "allreduce", "mpi"),
     ]
-    for name, np_, tp, pp, dp, M, B, sync in layouts:
-        out = d + "/%d_%d_%d_%s" % (tp, pp, dp, sync)
+    for name, np_, tp, pp, dp, M, B, sync, transport in layouts:
+        out = d + "/%d_%d_%d_%s_%s_%d" % (tp, pp, dp, sync, transport, M)
         extra = ["--tensor-parallel", str(tp), "--pipeline-parallel", str(pp),
                  "--data-parallel", str(dp), "--micro-batches", str(M), "--sync", sync,
-                 "--save", out + "/final.bin"]
+                 "-t", transport, "--save", out + "/final.bin"]
         if not run(np_, a.trainer, a.mpirun, base(out, B, extra)):
             continue
         t2, v2 = metrics(out + "/metrics.jsonl")
         compare(name + " vs 1 rank, train", t2, t1)
         compare(name + " vs 1 rank, val", v2, v1)
         check_bytes(name, out, tp, pp, dp, M, B, sync)
-        worst = max(abs(t2[s][0] - t1[s][0]) / t1[s][0] for s in t1 if s in t2)
-        print("%s, %d micro-batch(es): %d steps, losses within %.1e of 1 rank" %
+        worst = max([abs(t2[s][0] - t1[s][0]) / t1[s][0] for s in t1 if s in t2] +
+                    [abs(v2[s][0] - v1[s][0]) / v1[s][0] for s in v1 if s in v2])
+        print("%s, %d micro-batch(es): %d steps, train and val losses within %.1e of 1 rank" %
               (name, M, len(t2), worst))
     # the 3D run's final model is the 1-rank run's, in llm.c's format
-    mine = d + "/2_2_1_allreduce/final.bin"
+    mine = d + "/2_2_1_allreduce_mpi_4/final.bin"
     if not os.path.exists(mine):
         return
     tt.check_llmc_model(mine)
@@ -128,7 +133,7 @@ def case_layouts(a, d):
     if run(1, a.trainer, a.mpirun, ["-e", mine] + tt.base_args(train, val, again, 4, steps=1,
                                                                shape=False)):
         _, v = metrics(again + "/metrics.jsonl")
-        _, v3 = metrics(d + "/2_2_1_allreduce/metrics.jsonl")
+        _, v3 = metrics(d + "/2_2_1_allreduce_mpi_4/metrics.jsonl")
         compare("1 rank from the TP=2 x PP=2 file, val at step 0", {0: v[0]}, {0: v3[STEPS]})
     # and a 3D run starts from the 1-rank file (another layout, same model)
     other = d + "/from_np1"
