@@ -31,13 +31,13 @@ import tempfile
 import test_train as tt
 from test_train import check, compare, metrics, run, run_ranks
 
-C, L, MAXT = 32, 2, 32  # test_train.SHAPE
-T, STEPS = 16, 10
+TINY = dict(C=32, L=2, MAXT=32, V=tt.V, T=16)  # test_train.SHAPE, -T 16
+STEPS = 10
 
 
-def shard_sizes(tp, pp, stage):
+def shard_sizes(tp, pp, stage, shape=TINY):
     """Floats a rank holds: wte rows, its layers, and what it trains (stage_owned)."""
-    V = tt.V
+    C, L, MAXT, V = shape["C"], shape["L"], shape["MAXT"], shape["V"]
     vs = (V + tp - 1) // tp
     a, f = C // tp, 4 * C // tp  # the heads' channels, MLP units (NH divides by tp)
     layer = 6 * C + 4 * a * C + 3 * a + 2 * f * C + f
@@ -48,9 +48,10 @@ def shard_sizes(tp, pp, stage):
     return vs, nl, owned
 
 
-def expected_bytes(tp, pp, dp, M, B, stage, sync="allreduce"):
+def expected_bytes(tp, pp, dp, M, B, stage, sync="allreduce", shape=TINY):
     """Bytes a rank of this stage hands mlcomm per step, per group (see docs/gpt2.md)."""
-    vs, nl, owned = shard_sizes(tp, pp, stage)
+    C, T = shape["C"], shape["T"]
+    vs, nl, owned = shard_sizes(tp, pp, stage, shape)
     Bm = B // M
     act = Bm * T * C * 4  # one micro-batch's (Bm,T,C) floats
     first, last = stage == 0, stage == pp - 1
@@ -188,9 +189,16 @@ def case_errors(a, d):
         (2, ["--pipeline-parallel", "2", "--micro-batches", "3"], "--micro-batches 3"),
         (2, ["--tensor-parallel", "2", "--sync", "diloco"], "--sync diloco"),
         (2, ["--pipeline-parallel", "0"], "--pipeline-parallel"),
+        (2, ["--tensor-parallel", "2", "-e", d + "/none.bin"], "none.bin"),
     ]
+    # a checkpoint of one replica does not resume as two (each reads other rows)
+    one = d + "/one"
+    if run(1, a.trainer, a.mpirun, tt.base_args(train, val, one, 4, steps=1,
+                                                extra=["--checkpoint-every", "1"])):
+        cases.append((2, ["--data-parallel", "2", "--resume", one], "--data-parallel 1"))
     for np_, flags, needle in cases:
-        args = tt.base_args(train, val, d + "/err", 4, steps=2, extra=flags)
+        args = tt.base_args(train, val, d + "/err", 4, steps=2, extra=flags,
+                            shape="-e" not in flags and "--resume" not in flags)
         p, rcs = run_ranks(np_, a.trainer, a.mpirun, args, d)
         name = " ".join(flags) + " on %d ranks" % np_
         if p is None:

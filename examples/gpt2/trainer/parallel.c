@@ -24,7 +24,6 @@
 typedef struct {
   const train_options *o;
   grid g;
-  int have_grid;
   stage s;
   dp_sync dp;
   gpt2_config cfg;
@@ -74,7 +73,7 @@ static int load_part(run *r, char *err) {
   return rc;
 }
 
-static int setup(run *r, const char *transport, int *layout_bad, char *err) {
+static int setup(run *r, int *layout_bad, char *err) {
   const train_options *o = r->o;
   int nranks;
   mlcommCommCount(r->g.world, &nranks);
@@ -106,7 +105,6 @@ static int setup(run *r, const char *transport, int *layout_bad, char *err) {
   int dp;
   if (grid_check(o, &r->cfg, nranks, &dp, err, ERRLEN) != 0) return *layout_bad = 1, -1;
   return 0;
-  (void)transport;
 }
 
 static int setup_parts(run *r, char *err) {
@@ -367,18 +365,18 @@ int parallel_run(const train_options *o, mlcommComm_t world, const char *transpo
   mlcommCommRank(world, &r.g.rank);
   char err[ERRLEN] = "";
   int layout_bad = 0;
-  int failed = setup(&r, transport, &layout_bad, err) != 0;
-  if (layout_bad) { /* the same verdict on every rank: a bad command line */
-    if (r.g.rank == 0) fprintf(stderr, "train_gpt2: error: %s\n", err);
-    return 2;
+  int failed = setup(&r, &layout_bad, err) != 0, first = -1;
+  if (ranks_failed(world, failed, &first)) { /* a bad layout is a bad command line: 2 */
+    if ((first == r.g.rank || (first < 0 && failed)) && layout_bad)
+      fprintf(stderr, "train_gpt2: error: %s\n", err);
+    else if (first == r.g.rank || (first < 0 && failed))
+      fprintf(stderr, "train_gpt2: error (rank %d): %s\n", r.g.rank, err);
+    return layout_bad ? 2 : 1;
   }
-  if (agreed_failure(&r, failed, err)) return 1;
-  int dp;
-  int nranks;
+  int dp, nranks;
   mlcommCommCount(world, &nranks);
   grid_check(o, &r.cfg, nranks, &dp, err, ERRLEN);
   failed = grid_split(&r.g, world, o->tensor_parallel, o->pipeline_parallel, dp, err, ERRLEN) != 0;
-  r.have_grid = 1;
   if (!failed) failed = setup_parts(&r, err) != 0;
   failed = agreed_failure(&r, failed, err);
   if (!failed) {
