@@ -5,12 +5,44 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void note(dp_sync *d, mlcommResult_t r) {
+  if (r != mlcommSuccess && d->failed == mlcommSuccess) d->failed = r;
+}
+
+/* Starts the average of grads[off, off + cnt) over the replicas, and tests those in
+ * flight so that MPI's progress runs while backward computes. */
+static void start(dp_sync *d, size_t off, size_t cnt) {
+  stage *s = d->s;
+  grid *g = s->g;
+  if (d->failed != mlcommSuccess || d->nreqs == d->cap) return;
+  mlcommResult_t r = GRID_CALL(g, TRAFFIC_DP, cnt * sizeof(float),
+                               mlcommAllReduceAsync(s->grads + off, s->grads + off, cnt,
+                                                    mlcommFloat32, mlcommAvg, g->dp_comm,
+                                                    &d->reqs[d->nreqs]));
+  if (r == mlcommSuccess) d->nreqs++;
+  note(d, r);
+  for (int i = 0; i < d->nreqs; i++) {
+    int done = 0;
+    if (d->reqs[i] != MLCOMM_REQUEST_NULL)
+      note(d, GRID_CALL(g, TRAFFIC_DP, 0, mlcommTest(&d->reqs[i], &done, NULL)));
+  }
+}
+
+static void layer_ready(void *ctx, size_t off, size_t cnt) { start(ctx, off, cnt); }
+
 int dp_init(dp_sync *d, stage *s, sync_mode mode, char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
   d->mode = mode, d->s = s;
   d->k = stage_owned(s, d->off, d->cnt);
   for (int i = 0; i < d->k; i++) d->owned += d->cnt[i];
-  if (mode != SYNC_ZERO1) return 0;
+  if (mode != SYNC_ZERO1) {
+    if (s->g->dp == 1) return 0;
+    d->cap = s->nl + 4;
+    d->reqs = calloc((size_t)d->cap, sizeof *d->reqs);
+    if (!d->reqs) return snprintf(err, errlen, "out of memory"), -1;
+    s->layer_ready = layer_ready, s->ready_ctx = d;
+    return 0;
+  }
   const size_t DP = (size_t)s->g->dp;
   d->shard = (d->owned + 16 * DP - 1) / (16 * DP) * 16;
   d->padded = d->shard * DP;
@@ -30,6 +62,7 @@ void dp_free(dp_sync *d) {
   free(d->pack);
   free(d->m);
   free(d->v);
+  free(d->reqs);
   memset(d, 0, sizeof *d);
 }
 
@@ -47,22 +80,21 @@ static void pack(const dp_sync *d, float *buf, float *packed, int to_packed) {
 static mlcommResult_t allreduce_step(dp_sync *d, const gpt2_adamw *opt, long step) {
   stage *s = d->s;
   grid *g = s->g;
-  mlcommResult_t rc = mlcommSuccess, w = mlcommSuccess;
-  if (g->dp > 1) {
-    mlcommRequest_t req[4];
-    int started = 0;
-    for (; started < d->k && rc == mlcommSuccess; started++)
-      rc = GRID_CALL(g, TRAFFIC_DP, d->cnt[started] * sizeof(float),
-                     mlcommAllReduceAsync(s->grads + d->off[started], s->grads + d->off[started],
-                                          d->cnt[started], mlcommFloat32, mlcommAvg, g->dp_comm,
-                                          &req[started]));
-    if (rc != mlcommSuccess) started--;
-    w = GRID_CALL(g, TRAFFIC_DP, 0, mlcommWaitAll(started, req, NULL));
+  if (g->dp > 1) { /* the layers' are in flight already: the embeddings and lnf now */
+    for (int i = 0; i < d->k; i++)
+      if (d->off[i] != s->part.layout.layers) start(d, d->off[i], d->cnt[i]);
+    note(d, GRID_CALL(g, TRAFFIC_DP, 0, mlcommWaitAll(d->nreqs, d->reqs, NULL)));
+    d->nreqs = 0;
+    if (d->failed != mlcommSuccess) {
+      mlcommResult_t r = d->failed;
+      d->failed = mlcommSuccess;
+      return r;
+    }
   }
   for (int i = 0; i < d->k; i++)
     gpt2_adamw_update(opt, s->params + d->off[i], s->grads + d->off[i], s->m + d->off[i],
                       s->v + d->off[i], d->cnt[i], step);
-  return rc != mlcommSuccess ? rc : w;
+  return mlcommSuccess;
 }
 
 static mlcommResult_t zero1_step(dp_sync *d, const gpt2_adamw *opt, long step) {

@@ -2,8 +2,11 @@
  * dp.h - a step's update of one rank's part of the model: the tied wte gradient summed
  * between the first and last stage, then the replicas of the part combined over the
  * data-parallel group, as the plain trainer's --sync modes do:
- *   allreduce  every replica averages the whole part's gradient (mlcommAllReduceAsync,
- *              one per range it trains) and applies AdamW to all of it;
+ *   allreduce  every replica averages the whole part's gradient with
+ *              mlcommAllReduceAsync: each layer's as soon as the step's last backward
+ *              has finished it (stage.layer_ready), so the reductions run while the
+ *              layers below compute, then the embeddings and lnf; waits for all and
+ *              applies AdamW to the whole part;
  *   zero1      the trained ranges are packed into one buffer padded to DP equal shards
  *              (multiples of 16 floats); mlcommReduceScatter averages it and leaves
  *              replica d shard d, which it updates with the only copy of that shard's
@@ -24,6 +27,9 @@ typedef struct {
   size_t owned, padded, shard; /* zero1: floats trained, padded to dp shards, one shard */
   float *pack;                 /* zero1: (padded) gradients, then parameters */
   float *m, *v;                /* zero1: (shard) moments of this replica's shard */
+  mlcommRequest_t *reqs;       /* allreduce: in flight this step */
+  int nreqs, cap;
+  mlcommResult_t failed;       /* the first failure met starting or testing them */
 } dp_sync;
 
 /* zero1 frees the stage's whole-part moments (s->m, s->v NULL) for its shard's. */

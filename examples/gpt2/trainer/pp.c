@@ -66,7 +66,7 @@ static void backward(sched *p, int j, float dloss) {
   int sl = j % s->nslots;
   wait(p, &p->grad_recv[sl]);
   wait(p, &p->grad_send[sl]);
-  stage_backward(s, sl, dloss);
+  stage_backward(s, sl, dloss, j == p->M - 1);
   /* the slot is free: pass the gradient back and receive the input that reuses it */
   mlcommGroupStart();
   if (p->prev >= 0)

@@ -308,7 +308,7 @@ double stage_forward(stage *s, int sl) {
 
 /* ---------------------------------------------------------------- backward */
 
-void stage_backward(stage *s, int sl, float dloss) {
+void stage_backward(stage *s, int sl, float dloss, int last_one) {
   stage_slot *q = &s->slots[sl];
   const int Bm = s->Bm, T = s->T, BT = Bm * T, C = s->cfg.channels, a = s->a, f = s->f;
   const size_t btc = (size_t)BT * C;
@@ -354,6 +354,8 @@ void stage_backward(stage *s, int sl, float dloss) {
     tp_reduce(s, dbtc, btc, mlcommSum);
     gpt2_layernorm_backward(dres, g.ln1w, g.ln1b, dbtc, res, w.ln1w, x.ln1_mean, x.ln1_rstd, BT,
                             C);
+    if (last_one && s->layer_ready)
+      s->layer_ready(s->ready_ctx, lo->layers + (size_t)l * lo->layer_size, lo->layer_size);
   }
   if (!s->first) {
     memcpy(q->dinput, dres, btc * sizeof(float));

@@ -58,6 +58,10 @@ typedef struct {
   float *cls_scratch, *cls_dwte; /* last stage: the fused head's scratch, its dwte */
   int *cls_targets;              /* last stage: targets as rows of this rank's block */
   grid *g;
+  /* optional: called when the step's last backward has finished layer l's gradient
+   * (grads[off, off + cnt)), so its reduction over the replicas can start */
+  void (*layer_ready)(void *ctx, size_t off, size_t cnt);
+  void *ready_ctx;
   mlcommResult_t failed; /* first failure of a collective in forward/backward */
 } stage;
 
@@ -85,7 +89,8 @@ double stage_forward(stage *s, int sl);
 float *stage_output(stage *s, int sl);
 /* Backward of the slot's micro-batch, each row's loss weighing dloss; gradients added
  * into s->grads. The slot's gradin must hold the next stage's gradient (not last);
- * leaves the input's gradient in dinput (not first). Collective over tp. */
-void stage_backward(stage *s, int sl, float dloss);
+ * leaves the input's gradient in dinput (not first). last_one: the step's last
+ * micro-batch (layer_ready is called). Collective over tp. */
+void stage_backward(stage *s, int sl, float dloss, int last_one);
 
 #endif /* GPT2_TRAINER_TP_H */
