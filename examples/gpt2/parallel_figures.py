@@ -4,6 +4,9 @@ same model and global batch (docs/gpt2.md, "Tensor, pipeline and data parallelis
 
 usage: parallel_figures.py TRAINER SHARD [--ranks 4] [--steps 12] [--rows 16] [--repeat 1]
 
+With --repeat N every layout runs N times, in N rounds over all layouts, and the best
+run of each is shown.
+
 Each layout runs SHARD for --steps steps of --rows rows x 64 tokens (the global batch),
 one OpenMP thread per rank, -t mpi; tokens/s and the comm share are medians over steps
 3 onwards of metrics.jsonl, and the bytes are those each rank handed mlcomm in the last
@@ -40,6 +43,35 @@ def layouts(n):
     return out
 
 
+def measure(a, env, name, tp, pp, dp, M):
+    """One run of a layout: (tok/s, rank 0's comm share, bytes per group, mean share, = formula)."""
+    with tempfile.TemporaryDirectory() as d:
+        replicas = dp or a.ranks
+        cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", str(a.ranks),
+               a.trainer, "-i", a.shard, "-j", "none", "-n", str(a.steps), "-T", "64",
+               "-b", str(a.rows // replicas), "--sample-every", "0", "--plot", "none",
+               "-t", "mpi", "-o", d] + MODEL
+        if dp:
+            cmd += ["--tensor-parallel", str(tp), "--pipeline-parallel", str(pp),
+                    "--data-parallel", str(dp), "--micro-batches", str(M)]
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        rows = [json.loads(l) for l in open(d + "/metrics.jsonl")]
+        rows = [r for r in rows if "tok_per_s" in r and r["step"] >= 3]
+        tok = statistics.median(r["tok_per_s"] for r in rows)
+        comm = statistics.median(r["comm_frac"] for r in rows)
+        sums, mean, same = None, None, "-"
+        if dp:
+            traffic = json.load(open(d + "/comm_bytes.json"))["ranks"]
+            groups = ("tp", "pp", "emb", "dp")
+            sums = [sum(r[g] for r in traffic) for g in groups]
+            mean = statistics.mean(r["comm_frac"] for r in traffic)
+            want = [expected_bytes(tp, pp, dp, M, a.rows // dp, i // tp % pp,
+                                   shape=SHAPE) for i in range(a.ranks)]
+            same = "yes" if all(traffic[i][g] == want[i][g] for i in range(a.ranks)
+                                for g in groups) else "NO"
+        return tok, comm, sums, mean, same
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("trainer")
@@ -50,44 +82,26 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    print("| layout | tok/s | comm share: rank 0, mean of ranks | MB per step, all ranks: "
-          "tp / pp / emb / dp | = formula |")
-    print("|---|---|---|---|---|")
-    for name, tp, pp, dp, M in layouts(a.ranks):
-        best = None
-        for _ in range(a.repeat):
-            with tempfile.TemporaryDirectory() as d:
-                replicas = dp or a.ranks
-                cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", str(a.ranks),
-                       a.trainer, "-i", a.shard, "-j", "none", "-n", str(a.steps), "-T", "64",
-                       "-b", str(a.rows // replicas), "--sample-every", "0", "--plot", "none",
-                       "-t", "mpi", "-o", d] + MODEL
-                if dp:
-                    cmd += ["--tensor-parallel", str(tp), "--pipeline-parallel", str(pp),
-                            "--data-parallel", str(dp), "--micro-batches", str(M)]
-                subprocess.run(cmd, env=env, check=True, capture_output=True)
-                rows = [json.loads(l) for l in open(d + "/metrics.jsonl")]
-                rows = [r for r in rows if "tok_per_s" in r and r["step"] >= 3]
-                tok = statistics.median(r["tok_per_s"] for r in rows)
-                comm = statistics.median(r["comm_frac"] for r in rows)
-                sums, mean, same = None, None, "-"
-                if dp:
-                    traffic = json.load(open(d + "/comm_bytes.json"))["ranks"]
-                    groups = ("tp", "pp", "emb", "dp")
-                    sums = [sum(r[g] for r in traffic) for g in groups]
-                    mean = statistics.mean(r["comm_frac"] for r in traffic)
-                    want = [expected_bytes(tp, pp, dp, M, a.rows // dp, i // tp % pp,
-                                           shape=SHAPE) for i in range(a.ranks)]
-                    same = "yes" if all(traffic[i][g] == want[i][g] for i in range(a.ranks)
-                                        for g in groups) else "NO"
-                if best is None or tok > best[0]:
-                    best = (tok, comm, sums, mean, same)
-        tok, comm, sums, mean, same = best
+    print("| layout | tok/s (best) | all runs | comm share: rank 0, mean of ranks | MB per step, "
+          "all ranks: tp / pp / emb / dp | = formula |")
+    print("|---|---|---|---|---|---|")
+    best, runs = {}, {}
+    for _ in range(a.repeat):  # rounds over all layouts, so a burst of load hits them all
+        for lay in layouts(a.ranks):
+            r = measure(a, env, *lay)
+            runs.setdefault(lay, []).append(r[0])
+            if lay not in best or r[0] > best[lay][0]:
+                best[lay] = r
+    for lay in layouts(a.ranks):
+        name = lay[0]
+        tok, comm, sums, mean, same = best[lay]
         mb = " / ".join("%.2f" % (s / 1e6) if s else "-" for s in sums) if sums else \
             "%.2f dp (the gradient, not counted)" % (a.ranks * 4 * plain_params() / 1e6)
         share = "%.0f%%, %.0f%%" % (100 * comm, 100 * mean) if mean is not None else \
             "%.0f%%" % (100 * comm)
-        print("| %s | %.0f | %s | %s | %s |" % (name, tok, share, mb, same), flush=True)
+        spread = "%.0f-%.0f" % (min(runs[lay]), max(runs[lay]))
+        print("| %s | %.0f | %s | %s | %s | %s |" % (name, tok, spread, share, mb, same),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -90,9 +90,10 @@ int stage_init(stage *s, const gpt2_config *cfg, grid *g, int Bm, int T, int nsl
     s->cls_scratch = malloc(gpt2_classifier_scratch((int)BT, C) * sizeof(float));
     s->cls_dwte = malloc((size_t)s->vs * C * sizeof(float));
     s->cls_targets = malloc(BT * sizeof(int));
-    if (!s->cls_scratch || !s->cls_dwte || !s->cls_targets) s->scratch = (free(s->scratch), NULL);
   }
-  if (!s->params || !s->grads || !s->m || !s->v || !s->slot_memory || !s->slots || !s->scratch) {
+  const int head = !s->last || (s->cls_scratch && s->cls_dwte && s->cls_targets);
+  if (!s->params || !s->grads || !s->m || !s->v || !s->slot_memory || !s->slots || !s->scratch ||
+      !head) {
     snprintf(err, errlen, "out of memory for this rank's part of the model (%zu parameters, "
              "%d activation slots of %.1f MiB)", n, nslots, slot * 4.0 / 1048576.0);
     return -1;
