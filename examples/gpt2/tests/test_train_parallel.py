@@ -7,7 +7,7 @@ usage: test_train_parallel.py CASE --trainer PATH --mpirun PATH
 CASE is one of
   layouts  TP=2, PP=2 (2 micro-batches), TP=2 x PP=2 (4 micro-batches; and 2 on -t shm),
            TP=2 x DP=2 (--sync allreduce and zero1), TP=2 x PP=2 x DP=2 on 8 ranks and
-           1 rank in 2 micro-batches give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
+           1 rank in 2 micro-batches (each drawing text samples from the gathered model) give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
            at the same global batch; the bytes each rank hands mlcomm per step and group
            (OUT/comm_bytes.json) equal the formula below; the TP=2 x PP=2 run's --save is
            an llm.c file holding the 1-rank run's final parameters (within 1e-5), which
@@ -105,13 +105,18 @@ def case_layouts(a, d):
         ("TP=2 x PP=2 x DP=2", 8, 2, 2, 2, 2, 2, "allreduce", "mpi"),
         ("1 rank", 1, 1, 1, 1, 2, 4, "allreduce", "mpi"),
     ]
+    tok = d + "/tokenizer.bin"
+    tt.write_tokenizer(tok)
     for name, np_, tp, pp, dp, M, B, sync, transport in layouts:
         out = d + "/%d_%d_%d_%s_%s_%d" % (tp, pp, dp, sync, transport, M)
         extra = ["--tensor-parallel", str(tp), "--pipeline-parallel", str(pp),
                  "--data-parallel", str(dp), "--micro-batches", str(M), "--sync", sync,
-                 "-t", transport, "--save", out + "/final.bin"]
-        if not run(np_, a.trainer, a.mpirun, base(out, B, extra)):
+                 "-t", transport, "--save", out + "/final.bin",
+                 "--sample-every", "5", "--gen-tokens", "8", "--tokenizer", tok]
+        p = run(np_, a.trainer, a.mpirun, base(out, B, extra))
+        if not p:
             continue
+        check("generated (step 10)" in p.stdout, "%s: no text sample:\n%s" % (name, p.stdout))
         t2, v2 = metrics(out + "/metrics.jsonl")
         compare(name + " vs 1 rank, train", t2, t1)
         compare(name + " vs 1 rank, val", v2, v1)

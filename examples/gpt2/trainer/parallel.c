@@ -16,6 +16,7 @@
 #include "parallel_state.h"
 #include "pp.h"
 #include "report.h"
+#include "sample.h"
 #include "state.h"
 #include "tp.h"
 
@@ -30,7 +31,10 @@ typedef struct {
   gpt2_loader *train, *val;
   int *inputs, *targets; /* (B,T) */
   report rep;
+  sampler smp;
+  int have_sampler;
   long start_step;
+  uint64_t sample_rng; /* resumed */
   double step_bytes[TRAFFIC_GROUPS]; /* the last step's */
   double comm_total, time_total;     /* steps after the first */
   char source[4200];
@@ -119,7 +123,8 @@ static int setup_parts(run *r, char *err) {
   if (o->resume) {
     const size_t n = r->s.part.layout.num_params;
     float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
-    int rc = m && v ? pstate_load(o, &r->s, m, v, &r->start_step, &pos, err, ERRLEN) : -1;
+    int rc = m && v ? pstate_load(o, &r->s, m, v, &r->start_step, &r->sample_rng, &pos,
+                                          err, ERRLEN) : -1;
     if (!m || !v) snprintf(err, ERRLEN, "out of memory for the optimizer state");
     if (rc == 0) dp_set_moments(&r->dp, m, v);
     free(m);
@@ -143,6 +148,15 @@ static int setup_parts(run *r, char *err) {
     return -1;
   }
   if (g->rank != 0) return 0;
+  if (o->sample_every > 0) {
+    char note[512];
+    if (sampler_open(&r->smp, &r->cfg, o->tokenizer, o->tokenizer_given, o->gen_tokens, 1337,
+                     note, sizeof note, err, ERRLEN) != 0)
+      return -1;
+    r->have_sampler = 1;
+    if (o->resume) r->smp.rng = r->sample_rng;
+    if (note[0]) printf("note: %s\n", note);
+  }
   char metrics[4096];
   snprintf(metrics, sizeof metrics, "%s", o->metrics ? o->metrics : "");
   if (!o->metrics) {
@@ -206,6 +220,55 @@ static int validate(run *r, long step, char *err) {
   return 0;
 }
 
+/* The whole model on rank 0 (full->params on every rank, freed by the caller): each
+ * tensor from its one owner, summed with zeros from everyone else (exact). Collective;
+ * fails on every rank when one does. */
+static int gather_model(run *r, gpt2_model *full, char *err) {
+  char why[512];
+  gpt2_model_setup(full, &r->cfg, why, sizeof why);
+  const size_t n = full->layout.num_params;
+  full->params = calloc(n, sizeof(float));
+  int failed = full->params == NULL;
+  if (failed)
+    snprintf(err, ERRLEN, "out of memory for the whole model (%zu parameters)", n);
+  else
+    stage_give(&r->s, r->s.params, full, full->params);
+  if (!ranks_failed(r->g.world, failed, NULL) &&
+      mlcommReduce(full->params, full->params, n, mlcommFloat32, mlcommSum, 0, r->g.world) !=
+          mlcommSuccess) {
+    snprintf(err, ERRLEN, "gathering the model: %s", mlcommGetLastError(r->g.world));
+    failed = 1;
+  }
+  return agreed_failure(r, failed, err) ? -1 : 0;
+}
+
+/* --save: the whole model as an llm.c file. */
+static int save(run *r, char *err) {
+  gpt2_model full;
+  int failed = gather_model(r, &full, err) != 0;
+  if (!failed) {
+    int bad = r->g.rank == 0 &&
+              gpt2_checkpoint_write(r->o->save, &full, GPT2_CHECKPOINT_FP32, err, ERRLEN) != 0;
+    failed = agreed_failure(r, bad, err);
+  }
+  free(full.params);
+  if (!failed && r->g.rank == 0) printf("model: %s (llm.c version 3)\n", r->o->save);
+  return failed ? -1 : 0;
+}
+
+/* Text from the whole model, on rank 0 (the plain trainer's sampler). */
+static int sample(run *r, long step, char *err) {
+  gpt2_model full;
+  int failed = gather_model(r, &full, err) != 0;
+  if (!failed && r->g.rank == 0) {
+    const char *text;
+    size_t len;
+    if (sampler_run(&r->smp, &full, &text, &len) == 0) report_sample(&r->rep, step, text, len);
+  }
+  free(full.params);
+  return failed ? -1 : 0;
+}
+
 /* The moments come from the replicas first (zero1 holds shards). */
 static int checkpoint(run *r, long step, char *err) {
   const size_t n = r->s.part.layout.num_params;
@@ -219,7 +282,8 @@ static int checkpoint(run *r, long step, char *err) {
   }
   int rc = -2;
   if (!ranks_failed(r->g.world, failed, NULL))
-    rc = pstate_save(r->o, step, &r->s, m, v, r->train, err, ERRLEN);
+    rc = pstate_save(r->o, step, &r->s, m, v, r->have_sampler ? r->smp.rng : 0, r->train, err,
+                     ERRLEN);
   else if (failed)
     rc = -1;
   free(m);
@@ -260,6 +324,8 @@ static int train(run *r, char *err) {
     if (g->rank == 0) report_step(&r->rep, step, o->steps, loss, dt, g->comm_seconds, tokens, 0);
     if (r->val && o->val_every > 0 && (step % o->val_every == 0 || step == o->steps) &&
         validate(r, step, err) != 0)
+      return -1;
+    if (o->sample_every > 0 && step % o->sample_every == 0 && sample(r, step, err) != 0)
       return -1;
     if (o->checkpoint_every > 0 && (step % o->checkpoint_every == 0 || step == o->steps)) {
       int rc = checkpoint(r, step, err);
@@ -303,29 +369,6 @@ static int write_traffic(run *r, char *err) {
   return failed ? -1 : 0;
 }
 
-/* The whole model on rank 0, as an llm.c file: each tensor from its one owner, summed
- * with zeros from everyone else (exact). */
-static int save(run *r, char *err) {
-  gpt2_model full;
-  char why[512];
-  gpt2_model_setup(&full, &r->cfg, why, sizeof why);
-  size_t n = full.layout.num_params;
-  full.params = calloc(n, sizeof(float));
-  int failed = full.params == NULL;
-  if (failed) snprintf(err, ERRLEN, "out of memory for the whole model to save");
-  if (!failed) stage_give(&r->s, r->s.params, &full, full.params);
-  if (ranks_failed(r->g.world, failed, NULL)) return free(full.params), -1;
-  failed = mlcommReduce(full.params, full.params, n, mlcommFloat32, mlcommSum, 0, r->g.world) !=
-           mlcommSuccess;
-  if (failed) snprintf(err, ERRLEN, "gathering the model: %s", mlcommGetLastError(r->g.world));
-  if (!failed && r->g.rank == 0)
-    failed = gpt2_checkpoint_write(r->o->save, &full, GPT2_CHECKPOINT_FP32, err, ERRLEN) != 0;
-  free(full.params);
-  if (agreed_failure(r, failed, err)) return -1;
-  if (r->g.rank == 0) printf("model: %s (llm.c version 3)\n", r->o->save);
-  return 0;
-}
-
 static void summary(run *r, const char *transport) {
   const train_options *o = r->o;
   const grid *g = &r->g;
@@ -353,7 +396,6 @@ static void summary(run *r, const char *transport) {
          o->eps, o->weight_decay);
   printf("| steps      %ld (starting after step %ld)\n", o->steps, r->start_step);
   printf("+------------------------------------------------------------------\n");
-  if (o->sample_every > 0) printf("note: text samples are drawn by the plain trainer only\n");
   fflush(stdout);
 }
 
@@ -386,6 +428,7 @@ int parallel_run(const train_options *o, mlcommComm_t world, const char *transpo
   if (!failed) failed = agreed_failure(&r, write_traffic(&r, err) != 0, err);
   if (!failed && o->save) failed = save(&r, err) != 0;
   if (!failed && r.g.rank == 0) report_done(&r.rep, o->steps);
+  if (r.have_sampler) sampler_close(&r.smp);
   report_close(&r.rep);
   free(r.inputs);
   free(r.targets);

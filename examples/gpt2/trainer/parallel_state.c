@@ -9,7 +9,7 @@
 #include "sync.h"
 
 int pstate_save(const train_options *o, long step, stage *s, const float *m, const float *v,
-                const gpt2_loader *train, char *err, size_t errlen) {
+                uint64_t sample_rng, const gpt2_loader *train, char *err, size_t errlen) {
   grid *g = s->g;
   gpt2_model full;
   gpt2_model_setup(&full, &s->cfg, err, errlen);
@@ -47,7 +47,7 @@ int pstate_save(const train_options *o, long step, stage *s, const float *m, con
     mlcommCommRank(ckpt, &fake.rank);
     trainer_info info = {.step = step, .nranks = g->dp, .B = o->B, .T = o->T,
                          .sync = SYNC_ALLREDUCE, .inner_steps = o->inner_steps,
-                         .shuffle = o->shuffle, .seed = o->seed};
+                         .shuffle = o->shuffle, .seed = o->seed, .sample_rng = sample_rng};
     full.params = whole[0];
     rc = state_save(o->out_dir, &info, &full, &fake, train, err, errlen);
   }
@@ -57,7 +57,7 @@ int pstate_save(const train_options *o, long step, stage *s, const float *m, con
 }
 
 int pstate_load(const train_options *o, stage *s, float *m_out, float *v_out, long *step,
-                gpt2_loader_state *pos, char *err, size_t errlen) {
+                uint64_t *sample_rng, gpt2_loader_state *pos, char *err, size_t errlen) {
   const grid *g = s->g;
   char dir[4096], path[4200];
   trainer_info info;
@@ -91,6 +91,7 @@ int pstate_load(const train_options *o, stage *s, float *m_out, float *v_out, lo
     stage_take(s, &full, m, m_out);
     stage_take(s, &full, v, v_out);
     *step = info.step;
+    *sample_rng = info.sample_rng;
   }
   free(p);
   free(m);

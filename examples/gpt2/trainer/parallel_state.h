@@ -11,6 +11,7 @@
 #define GPT2_TRAINER_PARALLEL_STATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dataloader.h"
 #include "options.h"
@@ -21,12 +22,12 @@
  * .tmp, renamed when complete, then latest). 0, or -1 on this rank's failure, -2 on
  * another's. */
 int pstate_save(const train_options *o, long step, stage *s, const float *m, const float *v,
-                const gpt2_loader *train, char *err, size_t errlen);
+                uint64_t sample_rng, const gpt2_loader *train, char *err, size_t errlen);
 
 /* Local: reads the checkpoint found from o->resume into this rank's part: parameters
  * into s->params, AdamW moments into m and v (stage layout), its replica's data position;
- * *step the steps done. */
+ * *step the steps done, *sample_rng the text sampler's generator. */
 int pstate_load(const train_options *o, stage *s, float *m, float *v, long *step,
-                gpt2_loader_state *pos, char *err, size_t errlen);
+                uint64_t *sample_rng, gpt2_loader_state *pos, char *err, size_t errlen);
 
 #endif /* GPT2_TRAINER_PARALLEL_STATE_H */
