@@ -6,7 +6,7 @@ usage: test_train_parallel.py CASE --trainer PATH --mpirun PATH
 
 CASE is one of
   layouts  TP=2, PP=2 (2 micro-batches), TP=2 x PP=2 (4 micro-batches; and 2 on -t shm),
-           TP=2 x DP=2 (--sync allreduce and zero1), TP=2 x PP=2 x DP=2 on 8 ranks and
+           TP=2 x DP=2 (--sync allreduce and zero1), TP=2 x PP=2 x DP=2 on 8 ranks, TP=2 x PP=2 x DP=4 (zero1) on 16,
            1 rank in 2 micro-batches (each drawing text samples from the gathered model) give the 1-rank run's train and val losses within 1e-5 relative for 10 steps
            at the same global batch; the bytes each rank hands mlcomm per step and group
            (OUT/comm_bytes.json) equal the formula below; the TP=2 x PP=2 run's --save is
@@ -103,6 +103,7 @@ def case_layouts(a, d):
         ("TP=2 x DP=2", 4, 2, 1, 2, 1, 2, "allreduce", "mpi"),
         ("TP=2 x DP=2 zero1", 4, 2, 1, 2, 1, 2, "zero1", "mpi"),
         ("TP=2 x PP=2 x DP=2", 8, 2, 2, 2, 2, 2, "allreduce", "mpi"),
+        ("TP=2 x PP=2 x DP=4", 16, 2, 2, 4, 1, 1, "zero1", "mpi"),
         ("1 rank", 1, 1, 1, 1, 2, 4, "allreduce", "mpi"),
     ]
     tok = d + "/tokenizer.bin"
