@@ -13,6 +13,9 @@ CASE is one of
            an llm.c file holding the 1-rank run's final parameters (within 1e-5), which
            the 1-rank trainer loads, and a TP=2 x PP=2 run started from the 1-rank run's
            file (-e) evaluates it as the 1-rank run did
+  stages   a 4-layer model in 4 stages (two of them middle stages, which hold no wte):
+           PP=4 with 4 micro-batches and PP=4 x DP=2 zero1 on 8 ranks give the 1-rank
+           losses, and the bytes of the formula
   resume   checkpoints hold the whole model, not a layout: with shuffled data, a TP=2 x
            PP=2 run and a TP=2 x DP=2 zero1 run checkpointing at step 4 give the 1-rank
            run's losses; the 1-rank trainer resumes the first's step 4, a PP=2 run the
@@ -75,13 +78,13 @@ def read_params(path):
     return struct.unpack("<%df" % (len(body) // 4), body)
 
 
-def check_bytes(name, out, tp, pp, dp, M, B, sync):
+def check_bytes(name, out, tp, pp, dp, M, B, sync, shape=TINY):
     with open(out + "/comm_bytes.json") as f:
         got = json.load(f)
     check((got["tp"], got["pp"], got["dp"], got["micro_batches"]) == (tp, pp, dp, M),
           "%s: layout in comm_bytes.json %s" % (name, got))
     for r, x in enumerate(got["ranks"]):
-        want = expected_bytes(tp, pp, dp, M, B, r // tp % pp, sync)
+        want = expected_bytes(tp, pp, dp, M, B, r // tp % pp, sync, shape)
         for g in want:
             check(x[g] == want[g], "%s rank %d: %s bytes %d, formula %d" % (name, r, g, x[g],
                                                                             want[g]))
@@ -151,6 +154,30 @@ def case_layouts(a, d):
         compare("TP=2 x PP=2 from the 1-rank file, val at step 0", {0: v[0]}, {0: v1[STEPS]})
 
 
+def case_stages(a, d):
+    """Four stages of a 4-layer model, so two are middle stages (no wte)."""
+    train, val = tt.make_data(d)
+    deep = dict(TINY, L=4)
+    base = lambda out, B, extra: tt.base_args(train, val, out, B, steps=STEPS,
+                                              extra=["--depth", "4"] + extra)
+    ref = d + "/np1"
+    if not run(1, a.trainer, a.mpirun, base(ref, 4, [])):
+        return
+    t1, v1 = metrics(ref + "/metrics.jsonl")
+    for name, np_, tp, dp, M, B, sync in [("PP=4", 4, 1, 1, 4, 4, "allreduce"),
+                                          ("PP=4 x DP=2 zero1", 8, 1, 2, 2, 2, "zero1")]:
+        out = d + "/pp4_%d" % dp
+        if not run(np_, a.trainer, a.mpirun, base(out, B, [
+                "--tensor-parallel", str(tp), "--pipeline-parallel", "4", "--data-parallel",
+                str(dp), "--micro-batches", str(M), "--sync", sync])):
+            continue
+        t2, v2 = metrics(out + "/metrics.jsonl")
+        compare(name + " vs 1 rank (L=4), train", t2, t1)
+        compare(name + " vs 1 rank (L=4), val", v2, v1)
+        check_bytes(name, out, tp, 4, dp, M, B, sync, deep)
+        print("%s, %d micro-batches, L=4: %d steps as 1 rank" % (name, M, len(t2)))
+
+
 def case_resume(a, d):
     train, val = tt.make_data(d)
     ck = ["--shuffle", "--checkpoint-every", "4"]
@@ -217,7 +244,7 @@ def case_errors(a, d):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["layouts", "resume", "errors"])
+    ap.add_argument("case", choices=["layouts", "stages", "resume", "errors"])
     ap.add_argument("--trainer", required=True)
     ap.add_argument("--mpirun", required=True)
     a = ap.parse_args()

@@ -32,6 +32,7 @@ static void layer_ready(void *ctx, size_t off, size_t cnt) { start(ctx, off, cnt
 
 int dp_init(dp_sync *d, stage *s, sync_mode mode, char *err, size_t errlen) {
   memset(d, 0, sizeof *d);
+  if (s->g->dp == 1) mode = SYNC_ALLREDUCE; /* one replica: nothing to share or shard */
   d->mode = mode, d->s = s;
   d->k = stage_owned(s, d->off, d->cnt);
   for (int i = 0; i < d->k; i++) d->owned += d->cnt[i];

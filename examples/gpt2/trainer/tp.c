@@ -73,6 +73,12 @@ int stage_init(stage *s, const gpt2_config *cfg, grid *g, int Bm, int T, int nsl
   const int C = cfg->channels;
   s->hl = s->tp.heads, s->a = s->hl * (C / cfg->num_heads), s->f = s->tp.hidden;
   s->vs = s->tp.vocab_stride;
+  if (!s->first && !s->last) { /* a middle stage holds no wte: the layout starts at wpe */
+    gpt2_layout *lo = &s->part.layout;
+    const size_t drop = (size_t)s->vs * C;
+    lo->wpe -= drop, lo->layers -= drop, lo->lnfw -= drop, lo->lnfb -= drop;
+    lo->num_params -= drop;
+  }
   const size_t n = s->part.layout.num_params, BT = (size_t)Bm * T;
   s->params = calloc(n, sizeof(float));
   s->grads = calloc(n, sizeof(float));

@@ -17,8 +17,9 @@
  * log-sum-exp and all-reduces the gradient at lnf's output.
  *
  * Parameters are the shard layout of gpt2_model_setup_tp for a model of this stage's
- * layers only: [wte block | wpe | the stage's layers | lnfw lnfb]. Every stage allocates
- * wte, wpe and lnf, but only the first stage uses wte and wpe, only the last wte and lnf.
+ * layers only: [wte block | wpe | the stage's layers | lnfw lnfb], without the wte block
+ * on a middle stage. Only the first stage uses wpe and only the last lnf (small: every
+ * stage keeps them, so the layers sit at one offset formula).
  * Layer norms and the projections' biases are replicated in a TP group: their gradients
  * are computed from the same (all-reduced) bits on every rank, so they stay equal.
  */
