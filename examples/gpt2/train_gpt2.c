@@ -33,6 +33,8 @@
 #include "gpt2.h"
 #include "heartbeat.h"
 #include "options.h"
+#include "grid.h"
+#include "parallel.h"
 #include "report.h"
 #include "sample.h"
 #include "state.h"
@@ -456,6 +458,21 @@ int main(int argc, char **argv) {
   }
   mlcommCommRank(t.comm, &t.rank);
   mlcommCommCount(t.comm, &t.nranks);
+  if (grid_wanted(&t.o)) { /* tensor, pipeline and data parallelism: trainer/parallel.c */
+    mlcommConfig_t in_force = MLCOMM_CONFIG_INITIALIZER;
+    mlcommCommGetConfig(t.comm, &in_force);
+    rc = parallel_run(&t.o, t.comm, transport_name(in_force.transport));
+    mlcommCommDestroy(t.comm);
+    MPI_Finalize();
+    if (rc == 0 && t.rank == 0 && (!t.o.plot || strcmp(t.o.plot, "none") != 0)) {
+      snprintf(t.metrics, sizeof t.metrics, "%s", t.o.metrics ? t.o.metrics : "");
+      if (!t.o.metrics) snprintf(t.metrics, sizeof t.metrics, "%s/metrics.jsonl", t.o.out_dir);
+      snprintf(t.plot, sizeof t.plot, "%s", t.o.plot ? t.o.plot : "");
+      if (!t.o.plot) snprintf(t.plot, sizeof t.plot, "%s/loss.png", t.o.out_dir);
+      plot(t.metrics, t.plot);
+    }
+    return rc;
+  }
 
   int failed = agreed_failure(&t, setup(&t, err) != 0, err);
   if (!failed) {

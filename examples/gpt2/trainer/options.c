@@ -36,6 +36,10 @@ static const char usage[] =
     "      --outer-lr LR       diloco: outer (Nesterov) learning rate [0.7]\n"
     "      --outer-momentum M  diloco: outer momentum [0.9]\n"
     "  -t, --transport T       auto | mpi | shm [auto]\n"
+    "      --tensor-parallel N    split heads, MLP and vocabulary over N ranks [1]\n"
+    "      --pipeline-parallel N  split the layers into N stages [1]\n"
+    "      --data-parallel N      model replicas; N x tensor x pipeline = ranks [the rest]\n"
+    "      --micro-batches M      -b's rows in M micro-batches through the pipeline [1]\n"
     "reporting\n"
     "      --val-every N       val loss every N steps, 0 = never [10]\n"
     "      --val-batches N     batches per val pass [5]\n"
@@ -84,6 +88,10 @@ enum {
   OPT_CKPT_EVERY,
   OPT_RESUME,
   OPT_SAVE,
+  OPT_TP,
+  OPT_PP,
+  OPT_DP,
+  OPT_MICRO,
 };
 
 static const struct option long_options[] = {
@@ -123,6 +131,10 @@ static const struct option long_options[] = {
     {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
     {"resume", required_argument, 0, OPT_RESUME},
     {"save", required_argument, 0, OPT_SAVE},
+    {"tensor-parallel", required_argument, 0, OPT_TP},
+    {"pipeline-parallel", required_argument, 0, OPT_PP},
+    {"data-parallel", required_argument, 0, OPT_DP},
+    {"micro-batches", required_argument, 0, OPT_MICRO},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -207,6 +219,9 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
       .gen_tokens = 64,
       .tokenizer = default_data(tok_default, sizeof tok_default, "tokenizer.bin"),
       .out_dir = "gpt2_out",
+      .tensor_parallel = 1,
+      .pipeline_parallel = 1,
+      .micro_batches = 1,
   };
   optind = 1;
   opterr = 0;
@@ -342,6 +357,18 @@ int options_parse(train_options *o, int argc, char **argv, int rank, char *err, 
         break;
       case OPT_SAVE:
         o->save = a;
+        break;
+      case OPT_TP:
+        rc = parse_int("--tensor-parallel", a, 1, 4096, &o->tensor_parallel, err, errlen);
+        break;
+      case OPT_PP:
+        rc = parse_int("--pipeline-parallel", a, 1, 4096, &o->pipeline_parallel, err, errlen);
+        break;
+      case OPT_DP:
+        rc = parse_int("--data-parallel", a, 1, 1 << 20, &o->data_parallel, err, errlen);
+        break;
+      case OPT_MICRO:
+        rc = parse_int("--micro-batches", a, 1, big, &o->micro_batches, err, errlen);
         break;
       case 'h':
         if (rank == 0) fputs(usage, stdout);

@@ -24,6 +24,10 @@ typedef struct {
   int inner_steps;
   float outer_lr, outer_momentum;
   int transport; /* mlcommTransport_t */
+  /* model parallelism (trainer/parallel.c): ranks = tensor x pipeline x data */
+  int tensor_parallel, pipeline_parallel;
+  int data_parallel; /* 0: the ranks left over */
+  int micro_batches; /* -b's rows split into this many, 1F1B through the pipeline */
   /* reporting */
   int val_every, val_batches;
   int sample_every, gen_tokens;
