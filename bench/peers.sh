@@ -239,7 +239,6 @@ for col in "${!absent[@]}"; do
   echo "$col 0 not-installed" >> "$status"
   echo "$col ${absent[$col]}" >> "$out/raw/absent"
 done
-grep ' failed$' "$status" >/dev/null && echo "== failed: ${failed[*]}" >&2
 
 "$python" "$here/peers/peers_table.py" --coll "$coll" --nranks "$np" --rounds "$rounds" \
   --iters "$iters" --warmup "$warmup" --columns "$(IFS=,; echo "${selected[*]}")" "$out"

@@ -28,6 +28,7 @@ Needs torch (Debian: apt-get install python3-torch; run with /usr/bin/python3).
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -187,27 +188,35 @@ def launch(args):
         procs = [subprocess.Popen(argv + ["--rank", str(r)], env=env,
                                   stdout=None if r == 0 else subprocess.DEVNULL)
                  for r in range(args.nranks)]
-        deadline = time.monotonic() + args.timeout
-        codes = [None] * len(procs)
-        while None in codes:
-            for k, p in enumerate(procs):
-                if codes[k] is None:
-                    codes[k] = p.poll()
-            failed = [c for c in codes if c not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                # a rank failed (or time ran out): the others would wait for it until
-                # their own timeout, so end them now
-                time.sleep(0.5)
-                for k, p in enumerate(procs):
-                    if p.poll() is None:
-                        p.kill()
-                    codes[k] = p.wait()
-                if not failed:
-                    print("gloo_bw.py: ranks still running after %d s; stopped"
-                          % args.timeout, file=sys.stderr)
-                    return 1
-                return 3 if 3 in failed else 4 if 4 in failed else 1
-            time.sleep(0.05)
+        # stopped from outside (timeout(1), ^C): the ranks go too, rather than wait for
+        # each other until their own timeout
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+        try:
+            return wait_all(procs, args.timeout)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+
+def wait_all(procs, timeout):
+    """The first failure's exit code (3 and 4 first: the collective or torch missing)."""
+    deadline = time.monotonic() + timeout
+    codes = [None] * len(procs)
+    while None in codes:
+        codes = [p.poll() for p in procs]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            # a rank failed: the others would wait for it until their own timeout
+            time.sleep(0.5)
+            failed = [c for c in (p.poll() for p in procs) if c not in (None, 0)]
+            return 3 if 3 in failed else 4 if 4 in failed else 1
+        if time.monotonic() > deadline:
+            print("gloo_bw.py: ranks still running after %d s; stopped" % timeout,
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.05)
     return 0
 
 
