@@ -58,6 +58,11 @@ def fmt(v):
     return "%.*f" % (digits, v)
 
 
+def ratio_text(r):
+    """Two decimals where they mean something, whole numbers for ratios in the hundreds."""
+    return "%.2f" % r if r < 10 else "%.1f" % r if r < 100 else "%.0f" % r
+
+
 def read_lines(path):
     """{size: busbw} and the library line of an mpi_coll_bw / gloo_bw.py output."""
     rows, library = {}, None
@@ -207,7 +212,8 @@ def main():
         row = [str(s)] + [cell_text(data, cells, c, s) for c in columns]
         for c in ratio_cols:
             r = ratios.get((c, s))
-            row.append("%.2f" % r if r is not None else STATUS_TEXT.get(data[c]["status"], "-"))
+            row.append(ratio_text(r) if r is not None
+                       else STATUS_TEXT.get(data[c]["status"], "-"))
         rows.append(row)
     if not sizes:  # nothing ran: one line still names every column's state
         rows.append(["-"] + [STATUS_TEXT.get(data[c]["status"], "-") for c in columns] +
