@@ -126,9 +126,13 @@ static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
   const struct mlcomm_op *op = o->op;
   struct shm_desc inl;
   const struct shm_desc *d = shm_peer_desc(st, j, o->sseq);
-  /* j went inline at this op if either place holds a signature for it. */
+  /* j went inline at this op if either place holds a signature for it; the place our
+   * own call uses first (the other costs a cache miss, and is needed only when j made
+   * another call). */
   uint64_t jsig = 0;
-  for (int mode = SHM_INL_ARRIVE; mode <= SHM_INL_SLOT && !jsig; mode++) {
+  int first = o->inl == SHM_INL_SLOT ? SHM_INL_SLOT : SHM_INL_ARRIVE;
+  for (int k = 0; k < 2 && !jsig; k++) {
+    int mode = k == 0 ? first : SHM_INL_ARRIVE + SHM_INL_SLOT - first;
     struct shm_op probe = {.sseq = o->sseq, .inl = mode};
     const uint64_t *at = shm_sig_slot(st, &probe, j);
     if (decode_sig(at, o->sseq, &inl)) jsig = load_sig(at), d = &inl;
