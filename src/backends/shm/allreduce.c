@@ -8,7 +8,8 @@
  *            input, which peers read in place)
  *   reduce   once every rank posted e: reduce the owned part; staged: into this
  *            rank's out-slot; direct (every rank's output is mlcommMemAlloc memory, or
- *            CMA works): straight into every rank's output. With CMA the owner also
+ *            a tune rule pinned @direct and CMA works): straight into every rank's
+ *            output. With CMA the owner also
  *            fetches peers' inputs itself (process_vm_readv, 64 KiB a call) and writes
  *            their results (process_vm_writev): no slot, no copy-in, no gather, each
  *            rank reads its input and writes its output once
@@ -162,9 +163,10 @@ enum shm_step shm_begin_large(struct shm_state *st, struct shm_op *o) {
   bool first = !o->checked;
   enum shm_step r = shm_await(st, o, -1);
   if (r != SHM_ADVANCED || !first) return r;
-  /* Direct: every output can be written by its owner, in the segment, or by CMA for
-   * calls below MLCOMM_SHM_CMA_ALLREDUCE_BYTES (above, the kernel's copies, which cannot
-   * stream past the cache, lose to staging: measured 4.2 vs 5.3 GB/s at 16 MiB). */
+  /* Direct: every output can be written by its owner, in the segment, or by CMA: for
+   * reduce always (only the root's output is written), for allreduce when a tune rule
+   * pins @direct or below MLCOMM_SHM_CMA_ALLREDUCE_BYTES (default 0: at 2 ranks here
+   * staging won at 256 KiB-16 MiB, 11.5-17.0 against 2.6-10.4 GB/s, see docs/shm.md). */
   bool reduce = o->op->kind == MLCOMM_OP_REDUCE;
   bool cma = st->cma && (o->pinned == SHM_ALG_DIRECT || reduce || o->bytes < st->cma_allreduce_bytes);
   o->direct = (o->op->kind == MLCOMM_OP_ALLREDUCE || reduce) && o->pinned != SHM_ALG_PIPELINE;
