@@ -483,6 +483,29 @@ static int mismatch_scenario(void)
     CHECK_OK(mlcommCommAbort(c));
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  /* A tiny broadcast goes inline at the head of the root's small slot; a receiver that
+   * asks for more (its call keeps a descriptor) must see the difference. The root and
+   * the receivers that agree with it wait for no one, so only the odd one fails. */
+  for (int k = 0; k < 2; k++) {
+    tc_section("rank %d broadcasts %s", odd, k ? "2 values where root 0 sends 10" :
+                                                 "10 values where root 0 sends 2");
+    mlcommComm_t c = make_comm(20000);
+    if (c == MLCOMM_COMM_NULL) break;
+    size_t count = (tc_rank == odd) == (k == 0) ? 10 : 2;
+    int32_t buf[10] = {0};
+    double t0 = ts_now();
+    mlcommResult_t r = mlcommBroadcast(buf, buf, count, mlcommInt32, 0, c);
+    double el = ts_now() - t0;
+    if (tc_rank == odd) {
+      const char *msg = mlcommGetLastError(c);
+      CHECK(r == mlcommInvalidArgument && el < BOUND && (callers(msg) & 1),
+            "broadcast mismatch: rank %d got %d (%s) after %.2f s, expected "
+            "mlcommInvalidArgument naming rank 0: %s",
+            tc_rank, (int)r, mlcommGetErrorString(r), el, msg);
+    }
+    CHECK_OK(mlcommCommAbort(c));
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
   return tc_finish();
 }
 
