@@ -483,6 +483,25 @@ static int mismatch_scenario(void)
     CHECK_OK(mlcommCommAbort(c));
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  /* No false alarm: payloads of ordinary one-shot calls whose first bytes look like a
+   * signature for the very op (its number in the low half, the top bit set) are data,
+   * not a call description. */
+  {
+    tc_section("one-shot payloads shaped like signatures are not mistaken for calls");
+    mlcommComm_t c = make_comm(20000);
+    for (int k = 1; k <= 24 && c != MLCOMM_COMM_NULL; k++) {
+      int32_t in[37], out[37];
+      for (int i = 0; i < 37; i++) in[i] = i == 0 ? k : i == 1 ? -1 : i;
+      mlcommResult_t r = mlcommAllReduce(in, out, 37, mlcommInt32, mlcommSum, c);
+      if (!CHECK(r == mlcommSuccess, "allreduce %d returned %d (%s): %s", k, (int)r,
+                 mlcommGetErrorString(r), mlcommGetLastError(c)))
+        break;
+      CHECK(out[0] == k * tc_nranks && out[1] == -tc_nranks, "allreduce %d: %d %d", k, out[0],
+            out[1]);
+    }
+    if (c != MLCOMM_COMM_NULL) CHECK_OK(mlcommCommAbort(c));
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
   /* A tiny broadcast goes inline at the head of the root's small slot; a receiver that
    * asks for more (its call keeps a descriptor) must see the difference. The root and
    * the receivers that agree with it wait for no one, so only the odd one fails. */

@@ -43,7 +43,7 @@ static void layout(struct shm_layout *lay, const struct shm_params *p, int n) {
   lay->nt_bytes = p->nt_bytes;
   lay->ctl_off = 0;
   lay->small_off = round_up(sizeof(struct shm_ctl), SHM_PAGE);
-  lay->in_off = lay->small_off + round_up(SHM_SMALL_SLOTS * lay->small_bytes, SHM_PAGE);
+  lay->in_off = lay->small_off + round_up(SHM_SMALL_SLOTS * (lay->small_bytes + SHM_LINE), SHM_PAGE);
   lay->out_off = lay->in_off + lay->slots * lay->slice_bytes;
   lay->region_bytes = round_up(lay->out_off + lay->slots * lay->slice_bytes, SHM_PAGE);
   lay->regions_off = round_up(sizeof(struct shm_header), SHM_PAGE);

@@ -246,8 +246,12 @@ static inline uint64_t *shm_arrive_seq(const struct shm_state *st, int rank) {
 /* Small slots per rank for one-shot calls that do not go inline: a broadcast's root and
  * a reduce's other ranks wait for no one, so they may run this many calls ahead. */
 #define SHM_SMALL_SLOTS 8
+/* A small slot is a head line, which only ever holds signatures (SHM_INL_SLOT), then
+ * small_bytes of payload for calls that keep a descriptor: a peer probing the head for a
+ * signature never reads payload bytes as one. */
 static inline char *shm_small_base(const struct shm_state *st, const struct shm_op *o, int rank) {
-  return st->regions[rank] + st->lay.small_off + (o->sseq % SHM_SMALL_SLOTS) * st->lay.small_bytes;
+  return st->regions[rank] + st->lay.small_off +
+         (o->sseq % SHM_SMALL_SLOTS) * (st->lay.small_bytes + SHM_LINE);
 }
 /* Where rank's signature of inline op o lies: in its arrive line (all-to-all kinds),
  * or at the head of its small slot (SHM_INL_SLOT: a broadcast or a reduce, whose
@@ -259,7 +263,7 @@ static inline uint64_t *shm_sig_slot(const struct shm_state *st, const struct sh
 }
 static inline char *shm_small_slot(const struct shm_state *st, const struct shm_op *o, int rank) {
   if (o->inl) return (char *)shm_sig_slot(st, o, rank) + sizeof(uint64_t);
-  return shm_small_base(st, o, rank);
+  return shm_small_base(st, o, rank) + SHM_LINE;
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {
   return st->regions[rank] + st->lay.in_off + (epoch % st->lay.slots) * st->lay.slice_bytes;
