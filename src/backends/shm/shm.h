@@ -202,8 +202,7 @@ bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v);
 /* The signature of an inline one-shot call (the call's fields and the low bits of sseq,
  * packed exactly, so two signatures are equal when the calls are); 0 when the call
  * cannot go inline (its payload, or a root beyond 16 bits). */
-uint64_t shm_inline_sig(const struct shm_state *st, const struct mlcomm_op *op, uint64_t sseq,
-                        size_t payload);
+uint64_t shm_inline_sig(const struct mlcomm_op *op, uint64_t sseq, size_t payload);
 /* Publishes this rank's descriptor of o and its arrival (SHM_BLOCKED while a slow peer
  * still needs the descriptor slot). */
 enum shm_step shm_publish(struct shm_state *st, struct shm_op *o);
@@ -216,7 +215,7 @@ static inline enum shm_step shm_finish(struct shm_state *st, struct shm_op *o) {
   return SHM_DONE;
 }
 /* May this rank write its small slot for o (every rank done with o - 2)? */
-bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o);
+bool shm_small_slot_free(struct shm_state *st, const struct shm_op *o);
 /* May this rank write its slice slots for epoch e (every rank consumed e - slots)? */
 bool shm_slice_slot_free(const struct shm_state *st, uint64_t e);
 /* Called when nothing advanced: notices an abort or a dead peer. */
@@ -249,21 +248,22 @@ static inline uint64_t *shm_arrive_seq(const struct shm_state *st, int rank) {
 /* A small slot is a head line, which only ever holds signatures (SHM_INL_SLOT), then
  * small_bytes of payload for calls that keep a descriptor: a peer probing the head for a
  * signature never reads payload bytes as one. */
-static inline char *shm_small_base(const struct shm_state *st, const struct shm_op *o, int rank) {
+static inline char *shm_small_base(const struct shm_state *st, int rank, uint64_t sseq) {
   return st->regions[rank] + st->lay.small_off +
-         (o->sseq % SHM_SMALL_SLOTS) * (st->lay.small_bytes + SHM_LINE);
+         (sseq % SHM_SMALL_SLOTS) * (st->lay.small_bytes + SHM_LINE);
 }
-/* Where rank's signature of inline op o lies: in its arrive line (all-to-all kinds),
- * or at the head of its small slot (SHM_INL_SLOT: a broadcast or a reduce, whose
- * readers then poll that one line instead of the arrive line and a descriptor). */
-static inline uint64_t *shm_sig_slot(const struct shm_state *st, const struct shm_op *o,
-                                     int rank) {
-  if (o->inl == SHM_INL_SLOT) return (uint64_t *)shm_small_base(st, o, rank);
-  return (uint64_t *)shm_inline_half(st, rank, o->sseq);
+/* Where rank's signature of an inline op sseq lies (inl: enum shm_inl): in its arrive
+ * line (all-to-all kinds), or at the head of its small slot (SHM_INL_SLOT: a broadcast
+ * or a reduce, whose readers then poll that one line instead of the arrive line and a
+ * descriptor). */
+static inline uint64_t *shm_sig_at(const struct shm_state *st, int inl, int rank,
+                                   uint64_t sseq) {
+  if (inl == SHM_INL_SLOT) return (uint64_t *)shm_small_base(st, rank, sseq);
+  return (uint64_t *)shm_inline_half(st, rank, sseq);
 }
 static inline char *shm_small_slot(const struct shm_state *st, const struct shm_op *o, int rank) {
-  if (o->inl) return (char *)shm_sig_slot(st, o, rank) + sizeof(uint64_t);
-  return shm_small_base(st, o, rank) + SHM_LINE;
+  if (o->inl) return (char *)shm_sig_at(st, o->inl, rank, o->sseq) + sizeof(uint64_t);
+  return shm_small_base(st, rank, o->sseq) + SHM_LINE;
 }
 static inline char *shm_in_slot(const struct shm_state *st, int rank, uint64_t epoch) {
   return st->regions[rank] + st->lay.in_off + (epoch % st->lay.slots) * st->lay.slice_bytes;

@@ -20,7 +20,7 @@ bool shm_all_reached(const struct shm_state *st, size_t off, uint64_t v) {
   return true;
 }
 
-bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o) {
+bool shm_small_slot_free(struct shm_state *st, const struct shm_op *o) {
   /* Slot reuse distance: 2 inline (the arrive line's halves), SHM_SMALL_SLOTS else.
    * Every rank arrived at o - k + 1 only after finishing o - k: if this rank saw that,
    * the check costs no cache-line transfer (the usual case in a loop of allreduces). */
@@ -33,7 +33,7 @@ bool shm_small_slot_free(const struct shm_state *st, const struct shm_op *o) {
     uint64_t d = shm_load(&st->ctls[r]->done);
     if (d < least) least = d;
   }
-  ((struct shm_state *)st)->all_done = least;
+  st->all_done = least;
   return least + k >= o->sseq;
 }
 
@@ -60,9 +60,7 @@ static bool reducing(int kind) {
 
 /* Signature bits, low to high: sseq 32 | root 16 | count 5 | redop 3 | dtype 4 | kind 3 |
  * valid 1. Fields a kind ignores are zero, as check_desc ignores them. */
-uint64_t shm_inline_sig(const struct shm_state *st, const struct mlcomm_op *op, uint64_t sseq,
-                        size_t payload) {
-  (void)st;
+uint64_t shm_inline_sig(const struct mlcomm_op *op, uint64_t sseq, size_t payload) {
   bool barrier = op->kind == MLCOMM_OP_BARRIER;
   uint64_t root = rooted(op->kind) ? (uint64_t)op->root : 0;
   uint64_t count = barrier ? 0 : op->count, dtype = barrier ? 0 : (uint64_t)op->dtype;
@@ -79,7 +77,7 @@ static void publish(struct shm_state *st, struct shm_op *o) {
   if (o->sig) {
     /* Same cache line as the payload (and the arrival, or the slot readers poll):
      * peers read the call with the data. Released after the payload. */
-    atomic_store_explicit((_Atomic uint64_t *)shm_sig_slot(st, o, st->rank), o->sig,
+    atomic_store_explicit((_Atomic uint64_t *)shm_sig_at(st, o->inl, st->rank, o->sseq), o->sig,
                           memory_order_release);
   } else {
     me->desc[o->sseq % SHM_DESC_RING] = (struct shm_desc){
@@ -102,14 +100,21 @@ static uint64_t load_sig(const uint64_t *at) {
   return atomic_load_explicit((const _Atomic uint64_t *)at, memory_order_acquire);
 }
 
-/* Rank j's call at op sseq from a signature at sig_at, when it went inline there. */
-static bool decode_sig(const uint64_t *sig_at, uint64_t sseq, struct shm_desc *d) {
-  uint64_t sig = load_sig(sig_at);
-  if (!sig_is_for(sig, sseq)) return false;
-  *d = (struct shm_desc){.sseq = sseq, .root = (int32_t)(sig >> 32 & 0xffff),
-                         .count = sig >> 48 & 31, .redop = (int32_t)(sig >> 53 & 7),
-                         .dtype = (int32_t)(sig >> 56 & 15), .kind = (int32_t)(sig >> 60 & 7)};
-  return true;
+/* Rank j's signature of op sseq, looked for first where a call of the kind `first`
+ * (enum shm_inl) keeps it, then in the other place; 0 when j went inline in neither (it
+ * wrote a descriptor). *d gets the call the signature describes. */
+static uint64_t peer_sig(const struct shm_state *st, int j, uint64_t sseq, int first,
+                         struct shm_desc *d) {
+  for (int k = 0; k < 2; k++) {
+    int inl = k == 0 ? first : SHM_INL_ARRIVE + SHM_INL_SLOT - first;
+    uint64_t sig = load_sig(shm_sig_at(st, inl, j, sseq));
+    if (!sig_is_for(sig, sseq)) continue;
+    *d = (struct shm_desc){.sseq = sseq, .root = (int32_t)(sig >> 32 & 0xffff),
+                           .count = sig >> 48 & 31, .redop = (int32_t)(sig >> 53 & 7),
+                           .dtype = (int32_t)(sig >> 56 & 15), .kind = (int32_t)(sig >> 60 & 7)};
+    return sig;
+  }
+  return 0;
 }
 
 static void describe_call(char *buf, size_t len, int kind, uint64_t count, int dtype, int redop,
@@ -129,14 +134,9 @@ static bool check_desc(struct shm_state *st, const struct shm_op *o, int j) {
   /* j went inline at this op if either place holds a signature for it; the place our
    * own call uses first (the other costs a cache miss, and is needed only when j made
    * another call). */
-  uint64_t jsig = 0;
-  int first = o->inl == SHM_INL_SLOT ? SHM_INL_SLOT : SHM_INL_ARRIVE;
-  for (int k = 0; k < 2 && !jsig; k++) {
-    int mode = k == 0 ? first : SHM_INL_ARRIVE + SHM_INL_SLOT - first;
-    struct shm_op probe = {.sseq = o->sseq, .inl = mode};
-    const uint64_t *at = shm_sig_slot(st, &probe, j);
-    if (decode_sig(at, o->sseq, &inl)) jsig = load_sig(at), d = &inl;
-  }
+  uint64_t jsig =
+      peer_sig(st, j, o->sseq, o->inl == SHM_INL_SLOT ? SHM_INL_SLOT : SHM_INL_ARRIVE, &inl);
+  if (jsig) d = &inl;
   bool same;
   if (o->sig || jsig)
     same = o->sig == jsig; /* both inline, or a mismatch */
@@ -169,7 +169,8 @@ enum shm_step shm_publish(struct shm_state *st, struct shm_op *o) {
 /* Has rank r arrived at o? For a slot-inline call, its signature in the slot says so
  * without the arrive line; a rank that made another call shows in its arrive line. */
 static bool arrived_one(const struct shm_state *st, const struct shm_op *o, int r) {
-  if (o->inl == SHM_INL_SLOT && sig_is_for(load_sig(shm_sig_slot(st, o, r)), o->sseq)) return true;
+  if (o->inl == SHM_INL_SLOT && sig_is_for(load_sig(shm_sig_at(st, o->inl, r, o->sseq)), o->sseq))
+    return true;
   return shm_load(&st->ctls[r]->arrive) >= o->sseq;
 }
 
@@ -281,12 +282,8 @@ void shm_describe(void *state, const struct mlcomm_op *op, char *buf, size_t len
       continue;
     }
     struct shm_desc inl;
-    struct shm_op at_a = {.sseq = a, .inl = SHM_INL_ARRIVE};
-    const struct shm_desc *d = decode_sig(shm_sig_slot(st, &at_a, r), a, &inl)
-                                   ? &inl
-                                   : shm_peer_desc(st, r, a);
-    at_a.inl = SHM_INL_SLOT;
-    if (d->sseq != a && decode_sig(shm_sig_slot(st, &at_a, r), a, &inl)) d = &inl;
+    const struct shm_desc *d =
+        peer_sig(st, r, a, SHM_INL_ARRIVE, &inl) ? &inl : shm_peer_desc(st, r, a);
     bool fin = shm_load(&st->ctls[r]->done) >= a;
     mlcomm_append(buf, len, " (its last collective here: %s seq %llu, %s)",
            mlcomm_op_kind_name((enum mlcomm_op_kind)d->kind),

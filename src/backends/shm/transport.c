@@ -131,7 +131,7 @@ static void plan(struct shm_state *st, struct shm_op *o) {
    * halves, so a rank runs at most one call ahead); a broadcast's or a reduce's
    * signature heads its small slot, of which there are eight. */
   bool rooted = op->kind == MLCOMM_OP_BROADCAST || op->kind == MLCOMM_OP_REDUCE;
-  o->sig = o->small ? shm_inline_sig(st, op, o->sseq, payload) : 0;
+  o->sig = o->small ? shm_inline_sig(op, o->sseq, payload) : 0;
   o->inl = !o->sig ? SHM_INL_NONE : rooted ? SHM_INL_SLOT : SHM_INL_ARRIVE;
   if (o->small) return;
   o->slice_elems = op->kind == MLCOMM_OP_REDUCESCATTER ? slice / (n * o->esize) : slice / o->esize;
