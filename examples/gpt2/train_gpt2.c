@@ -71,6 +71,7 @@ typedef struct {
   double last_dt, last_comm;
   long last_tokens;
   int last_outer;
+  long last_step; /* the step that report is of (0: none in this run yet) */
 } trainer;
 
 static double now(void) {
@@ -302,20 +303,23 @@ static void beat(trainer *t, long step) {
 }
 
 /* --survive: the new rank 0 after rank 0 died logs from here on; the record of the
- * step before the failure is written again if rank 0 died before writing it. */
-static void take_over_reporting(trainer *t, long step) {
+ * last step every survivor finished (the one before the failure's, or the failure's own
+ * when rank 0 died after reporting it, in a checkpoint or a validation) is written
+ * again if rank 0 died before writing it. */
+static void take_over_reporting(trainer *t) {
+  long done = t->last_step > t->start_step ? t->last_step : t->start_step;
   const train_options *o = &t->o;
   char why[ERRLEN];
   snprintf(t->metrics, sizeof t->metrics, "%s", o->metrics ? o->metrics : "");
   if (!o->metrics) snprintf(t->metrics, sizeof t->metrics, "%s/metrics.jsonl", o->out_dir);
   snprintf(t->plot, sizeof t->plot, "none");
-  if (metrics_trim(t->metrics, step - 1, why, sizeof why) != 0 ||
+  if (metrics_trim(t->metrics, done, why, sizeof why) != 0 ||
       report_open(&t->rep, t->metrics, 1, why, sizeof why) != 0)
     fprintf(stderr, "train_gpt2: note: taking over the metrics: %s\n", why);
-  if (step - 1 > t->start_step && metrics_last_step(t->metrics) < step - 1)
-    report_step(&t->rep, step - 1, o->steps, t->last_loss, t->last_dt, t->last_comm,
+  if (done > t->start_step && metrics_last_step(t->metrics) < done)
+    report_step(&t->rep, done, o->steps, t->last_loss, t->last_dt, t->last_comm,
                 t->last_tokens, t->last_outer);
-  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, step - 1);
+  if (o->dashboard) dashboard_open(&t->dash, (dash_mode)o->dashboard, o->out_dir, t->nranks, done);
 }
 
 /* --survive: a rank died in this step's collectives; the others shrink and go on. */
@@ -331,7 +335,7 @@ static int survived(trainer *t, long step, char *err) {
   t->survived = 1;
   t->rank = t->hb.rank = t->sync.rank;
   t->nranks = t->sync.nranks;
-  if (t->rank == 0 && info.old_rank != 0) take_over_reporting(t, step);
+  if (t->rank == 0 && info.old_rank != 0) take_over_reporting(t);
   if (t->rank == 0) {
     printf("survive: rank %d died in step %ld; continuing on %d ranks without a restart\n",
            info.dead, step, t->nranks);
@@ -382,7 +386,7 @@ static int train(trainer *t, char *err) {
     if (t->rank == 0)
       report_step(&t->rep, step, steps, vals[0], dt, t->sync.comm_seconds, tokens, outer);
     t->last_loss = vals[0], t->last_dt = dt, t->last_comm = t->sync.comm_seconds;
-    t->last_tokens = tokens, t->last_outer = outer;
+    t->last_tokens = tokens, t->last_outer = outer, t->last_step = step;
     beat(t, step);
     if (t->rank == 0 && o->dashboard)
       dashboard_step(&t->dash, &(dash_step){step, steps, vals[0], dt, t->sync.comm_seconds, tokens,
